@@ -1,0 +1,26 @@
+"""confbounds: valid confidence bounds for randomized smoothing.
+
+Framework-agnostic statistics on NumPy arrays: counts (binomial, trinomial)
+and score matrices.  Nothing here imports torch, onnxruntime, cvxpy or ray.
+See ``docs/conventions.md`` for the call conventions shared by every bound.
+"""
+from .binomial import clopper_pearson
+from .taylor import phi_inv_taylor, taylor_coefficients
+from .bernstein import empirical_bernstein, hoeffding
+from .betting import betting_ci, betting_cs
+from .margin import margin_lower_bound, MarginBound
+from . import coverage
+
+__all__ = [
+    "clopper_pearson",
+    "phi_inv_taylor",
+    "taylor_coefficients",
+    "empirical_bernstein",
+    "hoeffding",
+    "betting_ci",
+    "betting_cs",
+    "margin_lower_bound",
+    "MarginBound",
+    "coverage",
+]
+__version__ = "0.1.0"

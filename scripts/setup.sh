@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout and installs confbounds with every extra.
+# torch is pinned to 2.13.0 here (a CPU build); pyproject keeps the range loose.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[all,dev]" "torch==2.13.0"
