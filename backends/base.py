@@ -14,11 +14,13 @@ batch size, not by ``n``.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Sampler", "ArraySampler", "check_sampler_args", "check_logits"]
+__all__ = ["Sampler", "ArraySampler", "check_sampler_args", "check_logits", "check_sigma", "check_batch_size",
+           "check_num_classes", "as_input_array", "describe_input", "check_columns", "check_normalize",
+           "broadcast_normalize", "numpy_noisy_batches"]
 
 
 @runtime_checkable
@@ -123,3 +125,132 @@ class ArraySampler:
                 s = smx.sparsemax(logits)
             parts.append(s if cols is None else s[:, cols])
         return np.concatenate(parts, axis=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Helpers shared by the torch and ONNX samplers (ArraySampler above does not use them).
+
+
+def check_sigma(sigma) -> float:
+    """``sigma`` must be a finite real number > 0 (the noise standard deviation, in input space)."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    s = float(sigma)
+    if not (np.isfinite(s) and s > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    return s
+
+
+def check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_num_classes(num_classes) -> Optional[int]:
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+    return int(num_classes)
+
+
+def as_input_array(x, name: str = "x") -> np.ndarray:
+    """One input as a NumPy array of real numbers, all finite (torch tensors are copied to the host)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers (float or integer dtype), got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be an array (one input, without a batch axis), got a scalar {arr!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got a non-finite value {arr[~np.isfinite(arr)].ravel()[0]!r}")
+    return arr
+
+
+def describe_input(x: np.ndarray) -> str:
+    """A short name of one input for error messages: its shape and a SHA-1 prefix of its bytes."""
+    import hashlib
+
+    arr = np.ascontiguousarray(x)
+    return f"input x of shape {arr.shape} (sha1 {hashlib.sha1(arr.tobytes()).hexdigest()[:12]})"
+
+
+def batch_where(x: np.ndarray, seed: int, start: int, b: int, batch_size: int) -> str:
+    """The ``where`` suffix naming the input and the batch, for :func:`check_logits`."""
+    return (f" in batch {start // batch_size} (noise samples {start}..{start + b - 1}, seed {seed}) "
+            f"for {describe_input(x)}")
+
+
+def check_columns(columns, num_classes: int) -> Optional[np.ndarray]:
+    """``columns`` of a score matrix: None (all) or a non-empty 1-D list of class indices in [0, m)."""
+    if columns is None:
+        return None
+    cols = np.asarray(columns)
+    if cols.ndim != 1 or cols.size == 0 or cols.dtype.kind not in "iu":
+        raise ValueError(f"columns must be a non-empty 1-D sequence of integer class indices, got {columns!r}")
+    if np.any(cols < 0) or np.any(cols >= num_classes):
+        raise ValueError(f"columns must lie in [0, {num_classes}), got {cols.tolist()!r}")
+    return cols.astype(np.int64)
+
+
+def check_normalize(normalize):
+    """``normalize=(mean, std)``: scalars or arrays; std > 0; all finite. Returns float64 arrays or None."""
+    if normalize is None:
+        return None
+    try:
+        mean, std = normalize
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize must be None or a pair (mean, std), got {normalize!r}") from None
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        raise ValueError(f"normalize (mean, std) must be finite, got {normalize!r}")
+    if np.any(std <= 0):
+        raise ValueError(f"normalize std must be > 0, got {std.tolist()!r}")
+    return mean, std
+
+
+def broadcast_normalize(normalize, shape: Tuple[int, ...]):
+    """Shape ``(mean, std)`` for one input of ``shape``.
+
+    A 1-D mean/std whose length is ``shape[0]`` (and ``len(shape) >= 2``) is per channel (channel first,
+    as torchvision's ``Normalize``); otherwise they must broadcast to ``shape``.
+    """
+    if normalize is None:
+        return None
+    out = []
+    for name, v in zip(("mean", "std"), normalize):
+        if v.ndim == 1 and len(shape) >= 2 and v.shape[0] == shape[0] and v.shape[0] != shape[-1]:
+            v = v.reshape((shape[0],) + (1,) * (len(shape) - 1))
+        elif v.ndim == 1 and len(shape) >= 2 and v.shape[0] == shape[0] == shape[-1] and v.shape[0] > 1:
+            raise ValueError(f"normalize {name} of length {v.shape[0]} is ambiguous for inputs of shape {shape} "
+                             "(channel or last axis?); pass it with an explicit shape, e.g. (C, 1, 1)")
+        try:
+            np.broadcast_to(v, shape)
+        except ValueError:
+            raise ValueError(f"normalize {name} of shape {v.shape} does not broadcast to the input shape "
+                             f"{shape}") from None
+        out.append(v)
+    return tuple(out)
+
+
+def numpy_noisy_batches(x: np.ndarray, sigma: float, n: int, seed: int, batch_size: int, dtype=np.float32):
+    """Yield ``(start, batch)``: ``batch = x + sigma * eps`` with ``eps`` from ``default_rng(seed)``.
+
+    The noise of the whole call is one stream, ``rng.standard_normal((b, *x.shape), dtype=dtype)`` per batch,
+    and the sum is formed in ``dtype``, so the ONNX sampler and ``TorchSampler(noise="numpy")`` see
+    bit-identical inputs. Memory: one batch.
+    """
+    xd = np.asarray(x, dtype=dtype)
+    s = np.asarray(sigma, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < n:
+        b = min(batch_size, n - start)
+        batch = rng.standard_normal((b, *xd.shape), dtype=dtype)
+        np.multiply(batch, s, out=batch)
+        np.add(batch, xd, out=batch)
+        yield start, batch
+        start += b
