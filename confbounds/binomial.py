@@ -34,7 +34,7 @@ def _lower(k, n, a):
 
 def _upper(k, n, a):
     with np.errstate(all="ignore"):
-        val = special.betaincinv(k + 1.0, n - k, 1.0 - a)
+        val = special.betainccinv(k + 1.0, n - k, a)  # complement: avoids rounding 1 - a
     val = np.where(k == n, 1.0, val)
     return np.minimum(val * (1.0 + SAFETY_RTOL), 1.0)
 
