@@ -1,0 +1,7 @@
+"""``python -m radius`` runs the ``confbounds`` command (see :mod:`radius.cli`)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
