@@ -15,8 +15,8 @@ SIDES = ("lower", "upper", "two-sided")
 
 def _show(value) -> str:
     arr = np.asarray(value)
-    if arr.ndim == 0:
-        return repr(arr.item())
+    if arr.size == 1:
+        return repr(arr.ravel()[0].item())
     return np.array2string(arr.ravel()[:6], threshold=6) + ("..." if arr.size > 6 else "")
 
 
@@ -116,10 +116,10 @@ def check_samples(x, bounds=(0.0, 1.0), min_n: int = 1, name: str = "x") -> Tupl
     bad = ~np.isfinite(arr)
     if np.any(bad):
         idx = np.argwhere(bad)[0]
-        raise ValueError(f"{name} holds a non-finite value {arr[tuple(idx)]!r} at index {tuple(int(i) for i in idx)}")
+        raise ValueError(f"{name} holds a non-finite value {float(arr[tuple(idx)])!r} at index {tuple(int(i) for i in idx)}")
     lo, hi = arr.min(), arr.max()
     if lo < a or hi > b:
-        v = lo if lo < a else hi
+        v = float(lo if lo < a else hi)
         raise ValueError(f"{name} holds the value {v!r}, outside bounds ({a}, {b})")
     n = arr.shape[0]
     if n < min_n:
