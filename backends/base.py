@@ -51,7 +51,7 @@ def check_logits(logits: np.ndarray, batch: int, what: str = "model output", whe
         raise ValueError(f"{what} must have shape (batch, m) = ({batch}, m), got {arr.shape}{where}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{what} holds a non-finite value {arr[tuple(bad)]!r} at row {int(bad[0])}{where}")
+        raise ValueError(f"{what} holds a non-finite value {float(arr[tuple(bad)])!r} at row {int(bad[0])}{where}")
     return arr
 
 
