@@ -91,8 +91,8 @@ def _out(arr, scalar: bool):
 def _safe_radius(raw, sigma: float):
     """Shrink a raw radius toward 0 (SPEC 2.4); nonpositive or NaN values give 0."""
     raw = np.asarray(raw, dtype=float)
-    shrunk = raw - RADIUS_RTOL * (np.abs(raw) + sigma)
     with np.errstate(invalid="ignore"):
+        shrunk = raw - RADIUS_RTOL * (np.abs(raw) + sigma)
         out = np.where(np.isnan(raw) | (shrunk <= 0.0), 0.0, shrunk)
     return np.where(raw == np.inf, np.inf, out)
 
