@@ -109,10 +109,14 @@ def load_data(data: str, split: str = "test"):
 
 
 def _load_torch(path: str):
+    import warnings
+
     import torch
 
     try:
-        return torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.load(path, map_location="cpu")
     except Exception:
         pass
     obj = torch.load(path, map_location="cpu", weights_only=False)

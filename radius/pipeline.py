@@ -105,7 +105,7 @@ class Progress:
 
 def _check_pos_int(v, name: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={v!r}")
     return int(v)
 
 

@@ -48,8 +48,8 @@ LOG_FORMAT = "confbounds-counts/1"
 #: Columns of the results TSV: Cohen et al.'s six, then bounds, method and counts.
 COLUMNS: Tuple[str, ...] = (
     "idx", "label", "predict", "radius", "correct", "time",
-    "p_a_lower", "p_b_upper", "margin_lower", "runner_up",
-    "radius_kind", "reduction", "bound", "alpha", "sigma", "n0", "n",
+    "top", "runner_up", "p_a_lower", "p_b_upper", "margin_lower", "margin",
+    "radius_kind", "reduction", "bound", "alpha", "n_tests", "sigma", "n0", "n",
     "selection_counts", "estimation_counts",
 )
 
@@ -121,18 +121,20 @@ def str_to_counts(s: str) -> Optional[np.ndarray]:
 def format_row(idx: int, label: int, cert, time_s: float, selection=None, estimation=None) -> str:
     """One TSV line (with trailing newline) for a certificate.
 
-    ``cert`` needs the attributes ``prediction, radius, p_a_lower, p_b_upper,
-    margin_lower, runner_up, radius_kind, reduction, bound, alpha, sigma, n0,
-    n`` (:class:`radius.certify.Certificate`).  ``correct`` is 1 when the
+    ``cert`` is a :class:`radius.certify.Certificate` (attributes
+    ``prediction, radius, top, runner_up, p_a_lower, p_b_upper, margin_lower,
+    margin, radius_kind, reduction, bound, alpha, n_tests, sigma, n0, n``;
+    ``p_a_lower``/``p_b_upper`` are ``nan`` for the exact reduction, which
+    bounds the margin directly).  ``correct`` is 1 when the
     prediction equals the label (an abstention is never correct), as in Cohen
     et al.
     """
     pred = int(cert.prediction)
+    g = lambda name: getattr(cert, name, None)  # noqa: E731  (optional attributes)
     values = [
         int(idx), int(label), pred, float(cert.radius), int(pred == int(label)), f"{time_s:.4f}",
-        cert.p_a_lower, cert.p_b_upper, cert.margin_lower,
-        None if cert.runner_up is None else int(cert.runner_up),
-        cert.radius_kind, cert.reduction, cert.bound, cert.alpha, cert.sigma, cert.n0, cert.n,
+        g("top"), g("runner_up"), cert.p_a_lower, cert.p_b_upper, cert.margin_lower, g("margin"),
+        cert.radius_kind, cert.reduction, cert.bound, cert.alpha, g("n_tests"), cert.sigma, cert.n0, cert.n,
         counts_to_str(selection), counts_to_str(estimation),
     ]
     return "\t".join(_fmt(v) for v in values) + "\n"
@@ -279,8 +281,20 @@ def counts_record(idx: int, label: int, selection, estimation) -> str:
 # reading
 # ---------------------------------------------------------------------------
 
-_INT_COLS = {"idx", "label", "predict", "correct", "runner_up", "n0", "n"}
-_FLOAT_COLS = {"radius", "time", "p_a_lower", "p_b_upper", "margin_lower", "alpha", "sigma"}
+_INT_COLS = {"idx", "label", "predict", "correct", "top", "runner_up", "n_tests", "n0", "n"}
+_FLOAT_COLS = {"radius", "p_a_lower", "p_b_upper", "margin_lower", "alpha", "sigma"}
+
+
+def _parse_time(v: str) -> float:
+    """Seconds from ``"12.5"`` or Cohen et al.'s ``str(timedelta)`` form ``"0:00:01.5"``."""
+    if v == "":
+        return float("nan")
+    if ":" in v:
+        total = 0.0
+        for part in v.split(":"):
+            total = 60.0 * total + float(part)
+        return total
+    return float(v)
 
 
 def read_tsv(path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
@@ -312,6 +326,8 @@ def read_tsv(path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         vals = [r[j] for r in rows]
         if name in _INT_COLS:
             cols[name] = np.array([int(v) if v != "" else -1 for v in vals], dtype=np.int64)
+        elif name == "time":
+            cols[name] = np.array([_parse_time(v) for v in vals], dtype=np.float64)
         elif name in _FLOAT_COLS:
             cols[name] = np.array([float(v) if v != "" else np.nan for v in vals], dtype=np.float64)
         else:

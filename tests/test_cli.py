@@ -1,0 +1,137 @@
+"""The `confbounds` command on the real shipped ONNX digits models (small --limit and --n)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radius import results as res
+from radius.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_certify_recertify_report(tmp_path, capsys):
+    out, log = tmp_path / "c.tsv", tmp_path / "c.jsonl"
+    rc, so, se = run(["certify", "--limit", 6, "--n", 300, "--n0", 50, "--out", out, "--counts-log", log,
+                      "--no-progress"], capsys)
+    assert rc == 0, se
+    assert "6 inputs: certified accuracy" in so
+    cfg, cols = res.read_tsv(str(out))
+    assert cfg["sigma"] == 0.25 and cfg["n"] == 300 and cfg["reduction"] == "exact" and cfg["radius"] == "R2"
+    # the model is identified by the shipped file's hash
+    from backends.models import default_model_path
+
+    assert cfg["model"] == res.file_hash(str(default_model_path(0.25)))
+    assert cols["idx"].tolist() == list(range(6))
+    # the shipped sigma=0.25 model is 98.9% accurate on clean test data; with n=300 most are certified
+    assert cols["correct"].sum() >= 4
+
+    out2 = tmp_path / "cohen.tsv"
+    rc, so, se = run(["recertify", log, "--reduction", "cohen", "--radius", "Rmono", "--out", out2,
+                      "--no-progress"], capsys)
+    assert rc == 0, se
+    _, cols2 = res.read_tsv(str(out2))
+    assert set(cols2["reduction"]) == {"cohen"} and set(cols2["radius_kind"]) == {"Rmono"}
+    assert cols2["estimation_counts"].tolist() == cols["estimation_counts"].tolist()
+
+    png = tmp_path / "plot.png"
+    rc, so, se = run(["report", out, out2, "--radii", 0, 0.5, "--plot", png], capsys)
+    assert rc == 0, se
+    assert "exact/R2" in so and "cohen/Rmono" in so and "acc@0.5" in so and "ACR" in so
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_certify_npz_data_and_torch_model(tmp_path, capsys):
+    from backends.models import default_model_path, load_digits_split
+
+    x, y = load_digits_split("test")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x[:3], y=y[:3])
+    out = tmp_path / "t.tsv"
+    rc, so, se = run(["certify", "--data", data, "--model", default_model_path(0.5, "pt"), "--sigma", 0.5,
+                      "--n", 200, "--n0", 20, "--reduction", "cohen", "--radius", "Rmono", "--out", out,
+                      "--counts-log", "none", "--no-progress"], capsys)
+    assert rc == 0, se
+    _, cols = res.read_tsv(str(out))
+    assert cols["label"].tolist() == y[:3].tolist()
+    assert not any(p.name.endswith(".jsonl") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["certify", "--sigma", "0"], "sigma"),
+    (["certify", "--sigma", "-1"], "sigma"),
+    (["certify", "--sigma", "0.3"], "sigma"),  # no shipped model for 0.3
+    (["certify", "--reduction", "holm"], "reduction"),
+    (["certify", "--radius", "R9"], "radius"),
+    (["certify", "--n", "0"], "n=0"),
+    (["certify", "--limit", "100000"], "limit"),
+    (["certify", "--data", "nope.npz"], "does not exist"),
+    (["certify", "--data", "digits.csv"], "--data"),
+    (["certify", "--model", "model.h5"], "--model"),
+    (["certify", "--mode", "soft"], "mode"),
+    (["recertify", "missing.jsonl", "--out", "x.tsv"], "does not exist"),
+    (["report", "missing.tsv"], "does not exist"),
+])
+def test_bad_arguments_give_clear_errors(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    rc, so, se = run(argv + ["--no-progress"] if argv[0] == "certify" else argv, capsys)
+    assert rc == 2
+    assert "error:" in se and message in se
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_bad_npz_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "nokeys.npz", a=np.zeros(3))
+    rc, _, se = run(["certify", "--data", "nokeys.npz", "--no-progress"], capsys)
+    assert rc == 2 and "'x' and 'y'" in se
+    np.savez(tmp_path / "shape.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
+    rc, _, se = run(["certify", "--data", "shape.npz", "--no-progress"], capsys)
+    assert rc == 2 and "labels" in se
+    np.savez(tmp_path / "wrongx.npz", x=np.zeros((2, 1, 7, 7), np.float32), y=np.zeros(2, np.int64))
+    rc, _, se = run(["certify", "--data", "wrongx.npz", "--n", "10", "--no-progress"], capsys)
+    assert rc == 2 and "shape" in se
+    np.savez(tmp_path / "labels.npz", x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([0, 10]))
+    rc, _, se = run(["certify", "--data", "labels.npz", "--no-progress"], capsys)
+    assert rc == 2 and "labels" in se
+
+
+def test_demo_small(tmp_path, capsys):
+    rc, so, se = run(["demo", "--out-dir", tmp_path / "demo", "--limit", 8, "--n", 200, "--n0", 30,
+                      "--no-progress"], capsys)
+    assert rc == 0, se
+    from radius.demo import methods
+
+    pairs = methods()
+    assert len(pairs) == 9  # 4 reductions x (R2, R1) + cohen/Rmono
+    for red, rad in pairs:
+        assert f"{red}/{rad}" in so
+        assert (tmp_path / "demo" / f"sigma0.25_n200_{red}_{rad}.tsv").exists()
+        assert (tmp_path / "demo" / f"sigma0.5_n200_{red}_{rad}.tsv").exists()
+    assert "sigma=0.25" in so and "sigma=0.5" in so
+    assert (tmp_path / "demo" / "certified_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "demo" / "table.md").read_text().count("\n") == 2 + 2 * 9
+    # every method saw the same counts: one log per noise level, sampled once
+    logs = sorted(p.name for p in (tmp_path / "demo").glob("counts_*.jsonl"))
+    assert logs == ["counts_sigma0.25_n200.jsonl", "counts_sigma0.5_n200.jsonl"]
+
+
+def test_console_script_entry_point(tmp_path):
+    """`python -m radius --help` and the `confbounds` console script both reach radius.cli.main."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "radius", "--help"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "certify" in r.stdout and "demo" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "radius", "certify", "--sigma", "0", "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "sigma" in r.stderr
