@@ -198,6 +198,13 @@ class _TailPosynomial:
         a = (self.x @ w) / s
         return logp, a
 
+    def log_values(self, Q) -> np.ndarray:
+        """``log P(q)`` for each row of ``Q`` (shape (r, 3)), in one vectorised pass."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lQ = np.log(np.asarray(Q, dtype=float))  # (r, 3)
+            terms = np.where(self.x[None, :, :] > 0, self.x[None, :, :] * lQ[:, :, None], 0.0).sum(axis=1)
+        return special.logsumexp(self.logc[None, :] + terms, axis=1)
+
     def value(self, q) -> float:
         if self.size == 0:
             return 0.0
@@ -268,19 +275,40 @@ def _start_point(L: float, margin: str) -> np.ndarray:
     return _repair(q / q.sum(), L, margin)
 
 
-def _start_points(L: float, margin: str):
-    """Three feasible start points spread along the curve ``g(q) = L``."""
-    pts = []
-    for frac in (0.1, 0.5, 0.9):
-        if margin == "linear":
-            pi = abs(L) + frac * (1.0 - abs(L))
-            q = np.array([(pi + L) / 2.0, (pi - L) / 2.0, 1.0 - pi])
-        else:
-            q2 = (1.0 - frac) * float(special.ndtr(-L / 2.0))
-            q1 = float(special.ndtr(special.ndtri(q2) + L))
-            q = np.array([q1, q2, max(1.0 - q1 - q2, 1e-12)])
-        pts.append(_repair(q / q.sum(), L, margin))
-    return pts
+def _curve_points(L: float, margin: str) -> np.ndarray:
+    """Interior points along the curve ``g(q) = L`` (SPEC 4.3), shape (r, 3).
+
+    Linear margin: ``pi`` on a grid of ``[|L|, 1]``; probit margin: ``q2`` on a
+    linear plus geometric grid of ``(0, Phi(-L/2)]`` (the tail often peaks near
+    ``q2 -> 0`` there).  Ends are pulled inside by 1e-3 of the range.
+    """
+    frac = np.linspace(1e-3, 1.0 - 1e-3, 41)
+    if margin == "linear":
+        pi = abs(L) + frac * (1.0 - abs(L))
+        Q = np.stack([(pi + L) / 2.0, (pi - L) / 2.0, 1.0 - pi], axis=1)
+    else:
+        frac = np.concatenate([np.logspace(-10, -3, 8)[:-1], frac])
+        q2 = (1.0 - frac) * float(special.ndtr(-L / 2.0))
+        q1 = special.ndtr(special.ndtri(q2) + L)
+        Q = np.stack([q1, q2, np.maximum(1.0 - q1 - q2, 1e-12)], axis=1)
+    return np.array([_repair(q / q.sum(), L, margin) for q in Q])
+
+
+def _start_points(post, L: float, margin: str, k: int = 2):
+    """Multi-start: the ``k`` best local maxima of the tail on a coarse curve scan.
+
+    The scan costs one vectorised O(r n^2) enumeration and only chooses where
+    the condensation starts; the candidate itself comes from the GP iteration.
+    """
+    Q = _curve_points(L, margin)
+    lv = post.log_values(Q)
+    left = np.concatenate([[-np.inf], lv[:-1]])
+    right = np.concatenate([lv[1:], [-np.inf]])
+    peaks = np.flatnonzero((lv >= left) & (lv >= right) & np.isfinite(lv))
+    if peaks.size == 0:
+        return [Q[len(Q) // 2]]
+    order = peaks[np.argsort(-lv[peaks], kind="stable")]
+    return [Q[i] for i in order[:k]]
 
 
 def _repair(q: np.ndarray, L: float, margin: str) -> np.ndarray:
@@ -492,7 +520,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
 
     gp = _CondensedGP(L, margin)
     if q0 is None:
-        starts = _start_points(L, margin)
+        starts = _start_points(post, L, margin)
     else:
         starts = [q]
     best = None
@@ -503,25 +531,45 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
     return best
 
 
-def _extrapolate(post, q, r, logp, L, margin):
-    """Step-doubling line search along the GP step in log space (MM acceleration).
+def _extrapolate(post, q, q_new, logp, L, margin):
+    """Step-doubling line searches along the GP step (MM acceleration).
 
-    Tries ``q * r**s`` (renormalised and repaired, so always feasible) for
-    ``s = 2, 4, 8, ...`` while the exact tail keeps increasing.  Returns the
-    best point found and its log tail and exponents, or None if ``s = 2`` does
-    not improve on ``logp``.
+    Two directions are tried, each for ``s = 2, 4, 8, ...`` while the exact tail
+    keeps increasing: geometric, ``q * (q_new / q)**s``, and straight,
+    ``q + s (q_new - q)`` up to (and including) the step at which a coordinate
+    reaches the floor, which lands boundary maximisers (``q3 -> 0``) in one
+    step.  Every trial point is renormalised and repaired, so it is feasible.
+    Returns ``(q, log tail, exponents)`` of the best point, or None if no
+    trial improves on ``logp``.
     """
     best = None
-    lr = np.log(r)
+    lr = np.log(q_new) - np.log(q)
     s = 2.0
-    while s <= 2.0 ** 30:
+    while s <= 2.0 ** 30:  # geometric
         with np.errstate(over="ignore", under="ignore"):
-            qs = np.exp(np.log(q) + s * lr - np.max(np.log(q) + s * lr))
+            z = np.log(q) + s * lr
+            qs = np.exp(z - np.max(z))
         qs = _repair(qs / qs.sum(), L, margin)
         lp, a = post.log_value_and_exponents(qs)
         if not lp > logp:
             break
         best, logp = (qs, lp, a), lp
+        s *= 2.0
+    d = q_new - q
+    neg = d < 0
+    s_max = float(np.min((q[neg] - _Q_FLOOR) / -d[neg])) if np.any(neg) else 2.0 ** 30
+    s = 2.0
+    while True:  # straight, ending on the boundary
+        s_try = min(s, s_max)
+        if s_try <= 1.0:
+            break
+        qs = _repair(np.maximum(q + s_try * d, _Q_FLOOR), L, margin)
+        lp, a = post.log_value_and_exponents(qs)
+        if not lp > logp:
+            break
+        best, logp = (qs, lp, a), lp
+        if s_try >= s_max or s >= 2.0 ** 30:
+            break
         s *= 2.0
     return best
 
@@ -551,7 +599,7 @@ def _run(gp, post, q, L, margin, max_iter, tol_f, solver) -> SignomialResult:
                 break
             tau = math.sqrt(tau)
             continue
-        ext = _extrapolate(post, q, q_new / q, logp_new, L, margin)
+        ext = _extrapolate(post, q, q_new, logp_new, L, margin)
         if ext is not None:
             q_new, logp_new, a_new = ext
         change = logp_new - logp  # relative change of P (log scale)
