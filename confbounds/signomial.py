@@ -119,6 +119,9 @@ STATISTICS = ("difference", "plugin")
 _TAU_MAX = 1.0e3
 _TAU_PROBIT = 2.0
 _TAU_MIN = 1.0 + 1.0e-9
+#: Order M of Phi^{-1}_M used by the plug-in statistic when taylor_order is None
+#: (the same default as confbounds.trinomial).
+DEFAULT_TAYLOR_ORDER = 100
 # Lower floor on every coordinate (positive variables must stay positive).
 _Q_FLOOR = 1.0e-200
 
@@ -250,7 +253,7 @@ def _check_common(t_obs, n, statistic, taylor_order):
     check_choice(statistic, "statistic", STATISTICS)
     if statistic == "plugin":
         if taylor_order is None:
-            raise ValueError("statistic='plugin' needs taylor_order (the order M of Phi^{-1}_M), got None")
+            taylor_order = DEFAULT_TAYLOR_ORDER
         if isinstance(taylor_order, bool) or not isinstance(taylor_order, (int, np.integer)) or taylor_order < 0:
             raise ValueError(f"taylor_order must be a non-negative integer, got {taylor_order!r}")
         taylor_order = int(taylor_order)
@@ -447,7 +450,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
         probit constraint is approximated locally (module docstring).
     statistic : {"difference", "plugin"}
         ``T = X1 - X2`` or ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` with
-        ``M = taylor_order`` (required for "plugin").
+        ``M = taylor_order`` (default 100, as in :mod:`confbounds.trinomial`).
     q0 : array_like of shape (3,), optional
         Start point: positive, summing to one, with ``g(q0) <= L``.  Default:
         a point in the middle of the curve ``g(q) = L``.
@@ -458,7 +461,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
     solver : str, optional
         cvxpy solver name (default: cvxpy's choice, Clarabel).
     taylor_order : int, optional
-        Order ``M`` of the plug-in statistic.
+        Order ``M`` of the plug-in statistic (default 100).
 
     Returns
     -------

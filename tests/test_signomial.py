@@ -223,7 +223,7 @@ def test_trivial_tails():
     (dict(L=float("inf"), margin="probit"), "inf"),
     (dict(margin="taylor"), "taylor"),
     (dict(statistic="ratio"), "ratio"),
-    (dict(statistic="plugin"), "taylor_order"),
+    (dict(statistic="plugin", taylor_order=-1), "taylor_order"),
     (dict(q0=(0.6, 0.1, 0.3)), "q0"),      # g(q0) = 0.5 > L = 0.1
     (dict(q0=(0.2, 0.2, 0.2)), "q0"),      # does not sum to one
     (dict(max_iter=0), "max_iter"),
@@ -234,3 +234,4 @@ def test_bad_input(kwargs, needle):
     args.update(kwargs)
     with pytest.raises(ValueError, match=needle):
         signomial_sup(**args)
+
