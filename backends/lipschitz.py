@@ -302,7 +302,7 @@ def conv_fourier_bound(weight: torch.Tensor, padded_spatial: Sequence[int], *, d
     since the dilated kernel extent fits in the domain), and striding is a
     further restriction; so the norm is at most that of the circular operator,
     which is exactly ``max_f ||K_hat(f)||_2`` (Sedghi, Gupta, Long, ICLR 2019,
-    Thm 6), ``K_hat(f)`` the DFT of the zero-embedded kernel at frequency ``f``.
+    main theorem), ``K_hat(f)`` the DFT of the zero-embedded kernel at frequency ``f``.
     With ``groups > 1`` the operator is block-diagonal and the norm is the max
     over groups.  Frequencies come from ``rfftn`` (``K_hat(-f) = conj K_hat(f)``
     has the same norm).  An explicit FFT rounding term
@@ -509,6 +509,9 @@ def _activation_factor(mod) -> Optional[Tuple[float, str]]:
     if isinstance(mod, nn.ELU):  # derivative alpha e^x on x < 0
         return max(1.0, abs(float(mod.alpha))), "max(1, |alpha|)"
     if isinstance(mod, nn.CELU):  # derivative exp(x/alpha) <= 1 on x < 0 (alpha > 0)
+        if not float(mod.alpha) > 0:
+            raise ValueError(f"CELU with alpha={mod.alpha!r} <= 0 is not Lipschitz (derivative exp(x/alpha) "
+                             f"is unbounded as x -> -inf)")
         return 1.0, "analytic constant"
     if isinstance(mod, nn.SELU):  # scale * alpha * e^x on x < 0
         return 1.0507009873554805 * 1.6732632423543772, "scale*alpha"
@@ -517,6 +520,9 @@ def _activation_factor(mod) -> Optional[Tuple[float, str]]:
             return _GELU_TANH_LIPSCHITZ, "grid max of derivative, rounded up"
         return GELU_LIPSCHITZ, "(1+erf(1))/2 + exp(-1)/sqrt(pi)"
     if isinstance(mod, nn.Softmax):
+        if mod.dim is None or mod.dim == 0:
+            raise ValueError(f"Softmax(dim={mod.dim!r}) is unsupported: give an explicit dim other than the "
+                             f"batch dimension 0")
         return 1.0, "softmax is 1-Lipschitz (Gao & Pavel 2017)"
     return None
 
