@@ -42,8 +42,9 @@ def resolve_providers(providers, available: Sequence[str]):
     """
     if providers is None:
         return [p for p in _PREFERRED if p in available] or list(available), False
-    if isinstance(providers, (str, tuple)):
-        providers = [providers]
+    if isinstance(providers, str) or (isinstance(providers, tuple) and len(providers) == 2
+                                      and isinstance(providers[1], dict)):
+        providers = [providers]  # one provider, by name or as (name, options)
     providers = list(providers)
     if not providers:
         raise ValueError("providers must be None or a non-empty list of onnxruntime execution providers")
