@@ -172,7 +172,8 @@ def plot_certified_accuracy(results: Sequence[Result], path: str, title: Optiona
         for r in rs:
             red, _, kind = r.label.partition("/")
             acc = certified_accuracy(r.cols["radius"], r.cols["correct"], grid)
-            ax.plot(grid, acc, label=r.label, color=_COLORS.get(red), linestyle=_STYLES.get(kind, "-"), lw=1.6)
+            color = "black" if kind == "Rmono" else _COLORS.get(red)
+            ax.plot(grid, acc, label=r.label, color=color, linestyle=_STYLES.get(kind, "-"), lw=1.6)
         ax.set_xlabel("radius (L2)")
         ax.set_ylabel("certified accuracy")
         ax.set_ylim(0, 1.0)

@@ -14,11 +14,11 @@ import pytest
 from radius import results as res
 
 REPO = Path(__file__).resolve().parents[1]
-LIMIT = 40
+LIMIT = 30
 
 
 def _cmd(out, log):
-    return [sys.executable, "-m", "radius", "certify", "--sigma", "0.25", "--limit", str(LIMIT), "--n", "2000",
+    return [sys.executable, "-m", "radius", "certify", "--sigma", "0.25", "--limit", str(LIMIT), "--n", "1000",
             "--n0", "100", "--seed", "3", "--out", str(out), "--counts-log", str(log), "--no-progress"]
 
 

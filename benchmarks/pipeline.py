@@ -1,0 +1,125 @@
+"""Throughput of ``certify_dataset`` against the sampler's own, and the share of bound computation.
+
+Run: ``.venv/bin/python benchmarks/pipeline.py`` (``--quick`` for a smoke run). Writes
+``benchmarks/results/pipeline.json``.
+
+* Throughput: the shipped digits ONNX model (sigma 0.25), K test inputs, n0 = 100 selection and n = 10^4
+  estimation samples each.  Baseline = the sampler alone doing exactly the pipeline's sampling work
+  (``counts(x_i, n0, s_i)`` + ``counts(x_i, n, e_i)`` for every input); pipeline = ``certify_dataset`` with the
+  default method (exact reduction, R2) writing the TSV and the counts log, flushed per input.  Repetitions are
+  interleaved (baseline, pipeline, baseline, ...) and the medians compared: ratio = pipeline throughput /
+  sampler throughput (target >= 0.95).
+* Bound share: for each (reduction, radius) the time of ``certify`` on the logged counts of the K inputs,
+  divided by the time of the pipeline run (target < 1% at n = 10^4 for the default method).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIGMA = 0.25
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--inputs", type=int, default=20)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--n0", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.inputs, a.reps = 5, 2
+
+    from backends.models import default_model_path, load_digits_split
+    from backends.onnx_sampler import OnnxSampler
+    from radius.certify import certify
+    from radius.demo import methods
+    from radius.pipeline import certify_dataset, input_seeds
+    from radius.results import read_counts_log
+
+    x, y = load_digits_split("test")
+    x, y = x[: a.inputs], y[: a.inputs]
+    sampler = OnnxSampler(default_model_path(SIGMA), sigma=SIGMA, batch_size=1000,
+                          providers=["CPUExecutionProvider"])
+    sampler.counts(x[0], 1000, 0)  # warm up
+
+    def baseline():
+        t = time.perf_counter()
+        for i in range(len(x)):
+            s, e = input_seeds(0, i)
+            sampler.counts(x[i], a.n0, s)
+            sampler.counts(x[i], a.n, e)
+        return time.perf_counter() - t
+
+    tmp = tempfile.mkdtemp(prefix="confbounds-bench-")
+
+    def pipeline(rep):
+        out, log = os.path.join(tmp, f"r{rep}.tsv"), os.path.join(tmp, f"r{rep}.jsonl")
+        t = time.perf_counter()
+        certify_dataset(sampler, x, y, sigma=SIGMA, n0=a.n0, n=a.n, out=out, counts_log=log, progress=False,
+                        model_id="bench")
+        return time.perf_counter() - t, log
+
+    base_t, pipe_t = [], []
+    log = None
+    for rep in range(a.reps):
+        base_t.append(baseline())
+        t, log = pipeline(rep)
+        pipe_t.append(t)
+    mb, mp = statistics.median(base_t), statistics.median(pipe_t)
+    samples = len(x) * (a.n0 + a.n)
+    ratio = mb / mp
+
+    _, recs = read_counts_log(log)
+    bound = {}
+    for red, rad in methods():
+        ts = []
+        for _ in range(max(a.reps, 3)):
+            t = time.perf_counter()
+            for r in recs:
+                certify(np.array(r["selection"]), np.array(r["estimation"]), sigma=SIGMA, alpha=0.001,
+                        reduction=red, radius=rad)
+            ts.append(time.perf_counter() - t)
+        m = statistics.median(ts)
+        bound[f"{red}/{rad}"] = {"seconds_per_input": m / len(recs), "share_of_pipeline_run": m / mp}
+
+    res = {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "processor": platform.processor()},
+        "config": {"model": "digits CNN sigma 0.25 (ONNX, CPU)", "inputs": len(x), "n0": a.n0, "n": a.n,
+                   "reps": a.reps, "method": "exact/R2 (default)"},
+        "sampler_seconds_median": mb, "pipeline_seconds_median": mp,
+        "sampler_samples_per_s": samples / mb, "pipeline_samples_per_s": samples / mp,
+        "throughput_ratio_pipeline_over_sampler": ratio, "target_ratio": 0.95,
+        "sampler_seconds_all": base_t, "pipeline_seconds_all": pipe_t,
+        "bound_computation": bound, "bound_share_target": 0.01,
+    }
+    print(f"sampler alone : {samples / mb:10.0f} samples/s (median of {a.reps}, {mb:.3f} s)")
+    print(f"certify_dataset: {samples / mp:10.0f} samples/s (median of {a.reps}, {mp:.3f} s)")
+    print(f"ratio pipeline/sampler = {ratio:.3f} (target >= 0.95)")
+    for k, v in bound.items():
+        print(f"  bound {k:16s} {1e3 * v['seconds_per_input']:8.3f} ms/input  "
+              f"{100 * v['share_of_pipeline_run']:6.2f}% of the run")
+    outdir = ROOT / "benchmarks" / "results"
+    outdir.mkdir(parents=True, exist_ok=True)
+    with open(outdir / "pipeline.json", "w") as f:
+        json.dump(res, f, indent=2)
+    print(f"wrote {outdir / 'pipeline.json'}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
