@@ -1,0 +1,362 @@
+"""Lower confidence bounds on the margin of a trinomial (SPEC section 4).
+
+``X = (X1, X2, X3) ~ Mult(n; q1, q2, q3)`` counts the top class, a competing
+class (or bucket of classes) and the rest.  :func:`margin_lower_bound`
+returns a lower bound ``theta_lo`` with ``P(theta_lo <= g(q)) >= 1 - alpha``
+for every ``q`` and every ``n`` (SPEC 2.1), for
+
+* ``margin="linear"``: ``g(q) = q1 - q2`` (first radius);
+* ``margin="probit"``: ``g(q) = Phi^{-1}(q1) - Phi^{-1}(q2)`` (second radius;
+  ``-inf`` when ``q1 = 0``, ``+inf`` when ``q2 = 0 < q1``);
+* ``margin="taylor"``: a lower bound of the *probit* margin by the report's
+  Taylor route (SPEC 4.6), see below.
+
+Methods
+-------
+``method="exact"`` inverts the exact test of SPEC 4.2: ``H0(L): g(q) <= L`` is
+rejected when the certified supremum (:mod:`confbounds.nuisance`) of
+``P_q(T >= t_obs)`` over ``H0(L)`` is ``<= alpha``; the tail includes the
+observed value (the report's ``P(theta_hat <= theta_obs)``, SPEC 8.1, is not
+offered).  The supremum is nondecreasing in ``L``; the search brackets the
+answer from a normal-approximation guess, stepping down as far as the bottom
+of the range (``-1``, ``-40`` for the probit margin: SPEC 8.2), then bisects
+until the bracket is narrower than ``tol``.  The returned value is the left
+end of the bracket, an ``L`` at which rejection was *certified*, so the result
+is valid whatever ``tol`` (``tol`` only costs tightness).  If even the bottom
+is not rejected the trivial bound (``-1``, ``-inf``) is returned.  For the
+probit margin with ``T(x) <= 0`` (``x1 <= x2``) the bound is ``-inf``: the
+closure of every ``H0(L)`` contains ``q = (0, 0, 1)``, where ``T = 0`` surely.
+
+``method="bonferroni"`` combines two one-sided Clopper–Pearson bounds at
+``alpha/2`` each: lower ``p1_lo`` on ``q1``, upper ``p2_hi`` on ``q2``; the
+bound is ``p1_lo - p2_hi`` or ``Phi^{-1}(p1_lo) - Phi^{-1}(p2_hi)`` (union
+bound: total failure ``<= alpha``).  ``statistic`` is unused there.
+
+Taylor route (SPEC 4.6, report Algorithm 6 with the accounting fixed)
+---------------------------------------------------------------------
+With ``alpha1 = alpha_split * alpha`` and ``alpha2 = alpha - alpha1``
+(``alpha1 + alpha2 = alpha``; default ``alpha_split = 0.5``): if the
+one-sided Clopper–Pearson lower bound of ``q1`` at level ``alpha1`` exceeds
+``1/2``, return a level-``alpha1`` lower bound of the Taylor margin
+``Phi^{-1}_M(q1) - Phi^{-1}_M(q2)`` (exact test, or Bonferroni halves at
+``alpha1/2``); otherwise the Bonferroni bound of the probit margin at level
+``alpha2``.  Validity: if ``q1 >= 1/2`` the Taylor margin is ``<=`` the probit
+margin (SPEC 6), so a miss needs the Taylor bound or the fallback to miss:
+probability ``<= alpha1 + alpha2``; if ``q1 < 1/2`` a miss needs the test to
+pass wrongly (``<= alpha1``) or the fallback to miss (``<= alpha2``).  The test
+and the Taylor bound share ``alpha1`` because they are never both charged.
+(SPEC 4.6's "fallback at alpha2, Taylor at alpha2, test at alpha1" is valid
+only with ``alpha2 <= alpha/2``: for ``q1 >= 1/2`` both branches can miss.)
+
+Berger–Boos (SPEC 4.3)
+----------------------
+``berger_boos=gamma`` (a float in ``(0, alpha)``, or ``True`` for
+``gamma = alpha/10``) restricts ``pi = q1 + q2`` to ``pi <= pi_hi``, the
+one-sided ``1 - gamma`` Clopper–Pearson upper bound from ``X1 + X2``, and
+rejects when the restricted supremum is ``<= alpha - gamma`` (Berger & Boos
+1994: the p-value is the restricted supremum plus ``gamma``).  Linear and
+probit margins only.
+
+References
+----------
+Clopper, C. J. and Pearson, E. S. (1934). Biometrika 26(4), 404–413.
+Berger, R. L. and Boos, D. D. (1994). JASA 89(427), 1012–1016.
+Salman et al. (2019), NeurIPS (the probit margin ``R2``); Cohen et al. (2019), ICML.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+from scipy import special
+
+from ._validate import check_alpha, check_choice, check_counts
+from .binomial import clopper_pearson
+from .nuisance import MARGINS, PROBIT_CAP, _KIND, invert_core, margin_range, taylor_tables
+from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_order, log_factorial_table,
+                        observed_statistic, threshold_table)
+
+__all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS"]
+
+METHODS = ("exact", "bonferroni")
+_EPS = float(np.finfo(float).eps)
+#: Default Berger–Boos slack as a fraction of the level, used with ``berger_boos=True``.
+BERGER_BOOS_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class MarginBound:
+    """Full result of :func:`margin_lower_bound` (``full=True``), for audit.
+
+    Attributes
+    ----------
+    bound : float
+        The lower confidence bound (``-inf`` possible for probit/taylor).
+    margin, method, statistic : str
+    alpha : float
+        Total failure probability of :attr:`bound`.
+    x1, x2, n : int
+    branch : str
+        ``"exact"``, ``"bonferroni"``, ``"trivial"`` (nothing rejected, or the
+        probit closure case ``x1 <= x2``), or for the Taylor route
+        ``"taylor-exact"``, ``"taylor-bonferroni"``, ``"fallback"``.
+    level : float
+        Level at which the returned branch was computed (``alpha``, ``alpha1``
+        or ``alpha2``).
+    alpha_test : float
+        Level of the ``q1 >= 1/2`` test (Taylor route; else 0).
+    gamma : float
+        Berger–Boos slack (0 when off).
+    t_obs : float
+        Observed statistic (exact branches).
+    sup : float
+        Certified upper bound of the nuisance supremum at ``L = bound``
+        (``<= level - gamma``), NaN when not applicable.
+    sup_lower : float
+        Tail value (certified lower bound) at :attr:`maximiser`.
+    maximiser : tuple of 3 floats
+        Best nuisance point found at ``L = bound``.
+    tol : float
+        Bisection tolerance on ``L`` (the bound is within ``tol`` of the
+        exact inversion, below it).
+    nodes : int
+        Tail evaluations used.
+    """
+
+    bound: float
+    margin: str
+    method: str
+    statistic: str
+    alpha: float
+    x1: int
+    x2: int
+    n: int
+    branch: str
+    level: float
+    alpha_test: float = 0.0
+    gamma: float = 0.0
+    t_obs: float = float("nan")
+    sup: float = float("nan")
+    sup_lower: float = float("nan")
+    maximiser: Tuple[float, float, float] = (float("nan"),) * 3
+    tol: float = float("nan")
+    nodes: int = 0
+
+
+def _scalar_count(v, name):
+    arr = np.asarray(v)
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar count, got shape {arr.shape}")
+    return arr
+
+
+def _check_inputs(x1, x2, n, alpha):
+    for v, name in ((x1, "x1"), (x2, "x2"), (n, "n")):
+        _scalar_count(v, name)
+    x1a, na = check_counts(x1, n, "x1", "n")
+    x2a, _ = check_counts(x2, n, "x2", "n")
+    x1i, x2i, ni = int(x1a), int(x2a), int(na)
+    if x1i + x2i > ni:
+        raise ValueError(f"x1 + x2 must be <= n, got x1={x1!r}, x2={x2!r}, n={n!r}")
+    return x1i, x2i, ni, check_alpha(alpha)
+
+
+def _down(v: float, k: int = 2) -> float:
+    for _ in range(k):
+        v = float(np.nextafter(v, -np.inf))
+    return v
+
+
+def _bonferroni(x1, x2, n, level, margin, M=None) -> float:
+    """Two Clopper–Pearson halves at level/2; the difference rounded down."""
+    lo1 = float(clopper_pearson(x1, n, level / 2.0, "lower"))
+    hi2 = float(clopper_pearson(x2, n, level / 2.0, "upper"))
+    if margin == "linear":
+        return _down(lo1 - hi2)
+    if margin == "probit":
+        if lo1 <= 0.0 or hi2 >= 1.0:
+            return -math.inf
+        a, b = float(special.ndtri(lo1)), float(special.ndtri(hi2))
+        # ndtri is accurate to ~1e-15 relative; move down by a wider margin
+        return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
+    # taylor: Phi^{-1}_M is increasing, evaluate at the CP ends
+    from .taylor import phi_inv_taylor
+
+    a = float(phi_inv_taylor(lo1, M))
+    b = float(phi_inv_taylor(hi2, M))
+    return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
+
+
+def _guess(t, n, level, margin, statistic, x1, x2, H):
+    """Normal-approximation starting point and scale of the search (validity does not depend on it).
+
+    For the difference statistic it depends on ``t = x1 - x2`` only (the
+    exact bound is a function of ``t``), using the variance at ``pi = 1``,
+    where the supremum usually sits.
+    """
+    z = float(special.ndtri(1.0 - level)) if level < 0.5 else 0.0
+    d = (t / n) if statistic == "difference" else (x1 - x2) / n
+    se = math.sqrt(max(1.0 - d * d, 1.0 / n) / n)
+    g = min(max(d - z * se, -1.0), 1.0)
+    if margin == "linear":
+        return g, se
+    # probit / taylor: at pi = 1 the curve point is q1 = Phi(L/2), so L = 2 Phi^{-1}((1 + d)/2)
+    p = min(max((1.0 + g) / 2.0, 0.5 / n), 1.0 - 0.5 / n)
+    m = float(special.ndtri(p))
+    dens = max(math.exp(-m * m / 2) / 2.5066282746310002, 1e-300)
+    g2 = 2.0 * m
+    se2 = se / dens
+    if margin == "taylor":
+        g2 = min(max(g2, -2 * H), 2 * H)
+    return g2, se2
+
+
+@lru_cache(maxsize=8192)
+def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes):
+    acoef, ccoef, H = taylor_tables(M)
+    lo_r, hi_r = margin_range(margin, M)
+    if tol is None:
+        tol = 1e-4 * max(se, 1.0 / n)
+    step0 = 0.5 * max(se, 1.0 / n)
+    kvec = threshold_table(n, t, statistic, M)
+    res = invert_core(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
+                      level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
+                      _LOGCUT)
+    return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
+
+
+def _exact(x1, x2, n, level, margin, statistic, M, gamma, tol, max_nodes):
+    """Exact inversion at ``level``; returns a dict of MarginBound fields.
+
+    Results are memoised on everything they depend on (for the difference
+    statistic that is ``t = x1 - x2``, not ``x1`` and ``x2`` separately).
+    """
+    t = observed_statistic(x1, x2, n, statistic, M)
+    H = taylor_tables(M)[2]
+    lo_r = margin_range(margin, M)[0]
+    trivial = {"linear": -1.0, "probit": -math.inf, "taylor": lo_r}[margin]
+    out = dict(t_obs=float(t), gamma=gamma, level=level)
+    if margin == "probit" and t <= 0:
+        return dict(out, bound=-math.inf, branch="trivial", tol=0.0, nodes=0)
+    pihi = 1.0
+    if gamma > 0.0:
+        pihi = float(clopper_pearson(x1 + x2, n, gamma, "upper"))
+    guess, se = _guess(t, n, level, margin, statistic, x1, x2, H)
+    L, st, ub, lb, q1, q2, nodes, bottom, tol = _exact_cached(
+        t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes)
+    if bottom:
+        return dict(out, bound=trivial, branch="trivial", tol=tol, nodes=nodes)
+    mx = (q1, q2, max(0.0, 1.0 - q1 - q2)) if q1 == q1 else (float("nan"),) * 3
+    return dict(out, bound=L, branch="exact", sup=ub, sup_lower=lb, maximiser=mx, tol=tol, nodes=nodes)
+
+
+def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "exact",
+                       statistic: str = "difference", taylor_order: Optional[int] = None,
+                       berger_boos=None, full: bool = False, *, alpha_split: float = 0.5,
+                       tol: Optional[float] = None, max_nodes: int = 400):
+    """Lower confidence bound on the margin ``g(q)`` of ``X ~ Mult(n; q1, q2, q3)``.
+
+    Parameters
+    ----------
+    x1, x2 : int
+        Counts of the top class and of the competitor; ``x3 = n - x1 - x2``.
+    n : int
+        Number of trials (estimation samples only: the classes must have been
+        chosen on independent selection samples, SPEC 1).
+    alpha : float in (0, 1)
+        Total failure probability: ``P(bound <= g(q)) >= 1 - alpha`` for all q.
+    margin : {"linear", "probit", "taylor"}
+        ``q1 - q2``, ``Phi^{-1}(q1) - Phi^{-1}(q2)``, or the probit margin via
+        the Taylor route (module docstring).
+    method : {"exact", "bonferroni"}
+    statistic : {"difference", "plugin"}
+        ``X1 - X2`` or ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` (exact method).
+    taylor_order : int, optional
+        ``M`` of ``Phi^{-1}_M`` (Taylor margin, plug-in statistic); default 100.
+    berger_boos : None, bool or float
+        Berger–Boos slack ``gamma`` (``True``: ``alpha/10``); exact method,
+        linear and probit margins.
+    full : bool
+        Return a :class:`MarginBound` instead of the float.
+    alpha_split : float in (0, 1), keyword-only
+        Taylor route: ``alpha1 = alpha_split * alpha`` for the ``q1 >= 1/2``
+        test and the Taylor bound, ``alpha2 = alpha - alpha1`` for the fallback.
+    tol : float, keyword-only
+        Bisection tolerance on ``L`` (default ``1e-4`` standard errors).
+    max_nodes : int, keyword-only
+        Tail evaluations allowed per tested ``L``; an undecided ``L`` counts
+        as not rejected (conservative).
+
+    Returns
+    -------
+    float or MarginBound
+
+    Raises
+    ------
+    ValueError
+        Negative or non-integer counts, ``x1 + x2 > n``, ``alpha`` outside
+        (0, 1), unknown ``margin``/``method``/``statistic``, bad ``berger_boos``.
+
+    Examples
+    --------
+    >>> b = margin_lower_bound(80, 10, 100, 0.05)
+    >>> bonf = margin_lower_bound(80, 10, 100, 0.05, method="bonferroni")
+    >>> 0.5 < bonf < b < 0.7
+    True
+    >>> margin_lower_bound(3, 5, 10, 0.05, margin="probit")
+    -inf
+    """
+    check_choice(margin, "margin", MARGINS)
+    check_choice(method, "method", METHODS)
+    check_choice(statistic, "statistic", STATISTICS)
+    x1, x2, n, alpha = _check_inputs(x1, x2, n, alpha)
+    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else _check_order(taylor_order)
+    split = float(alpha_split)
+    if not (0.0 < split < 1.0):
+        raise ValueError(f"alpha_split must lie in (0, 1), got {alpha_split!r}")
+    if tol is not None and not (float(tol) > 0):
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if isinstance(max_nodes, bool) or int(max_nodes) < 8:
+        raise ValueError(f"max_nodes must be an integer >= 8, got {max_nodes!r}")
+
+    gamma = 0.0
+    if berger_boos is not None and berger_boos is not False:
+        if method != "exact":
+            raise ValueError(f"berger_boos applies to method='exact' only, got method={method!r}")
+        if margin == "taylor":
+            raise ValueError("berger_boos is supported for the linear and probit margins, got margin='taylor'")
+        if berger_boos is True:
+            gamma = BERGER_BOOS_FRACTION * alpha
+        else:
+            try:
+                gamma = float(berger_boos)
+            except (TypeError, ValueError):
+                raise ValueError(f"berger_boos must be None, a bool or a float in (0, alpha), got {berger_boos!r}") from None
+            if not (0.0 < gamma < alpha):
+                raise ValueError(f"berger_boos must lie in (0, alpha={alpha}), got {berger_boos!r}")
+
+    base = dict(margin=margin, method=method, statistic=statistic, alpha=alpha, x1=x1, x2=x2, n=n)
+    if margin == "taylor":
+        a1 = split * alpha
+        a2 = alpha - a1
+        base["alpha_test"] = a1
+        passed = float(clopper_pearson(x1, n, a1, "lower")) > 0.5
+        if passed and method == "exact":
+            r = _exact(x1, x2, n, a1, "taylor", statistic, M, 0.0, tol, max_nodes)
+            if r["branch"] == "exact":
+                r["branch"] = "taylor-exact"
+            res = MarginBound(**base, **r)
+        elif passed:
+            res = MarginBound(**base, bound=_bonferroni(x1, x2, n, a1, "taylor", M),
+                              branch="taylor-bonferroni", level=a1)
+        else:
+            res = MarginBound(**base, bound=_bonferroni(x1, x2, n, a2, "probit"), branch="fallback", level=a2)
+    elif method == "bonferroni":
+        res = MarginBound(**base, bound=_bonferroni(x1, x2, n, alpha, margin), branch="bonferroni", level=alpha)
+    else:
+        r = _exact(x1, x2, n, alpha, margin, statistic, M, gamma, tol, max_nodes)
+        res = MarginBound(**base, **r)
+    return res if full else res.bound

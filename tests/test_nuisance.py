@@ -1,0 +1,138 @@
+"""Tests of confbounds.nuisance.certified_sup against brute force over the whole simplex.
+
+Reference: a dense grid over the *whole* simplex (not only the curve g = L),
+tails by exact enumeration (confbounds.coverage.trinomial_log_pmf_table).
+The certified upper bound must dominate the grid maximum over {g(q) <= L};
+the reported maximiser must be (up to rounding) in the null set and its
+brute-force tail must be >= the reported lower bound.
+"""
+import numpy as np
+import pytest
+
+from confbounds import trinomial as tr
+from confbounds.coverage import trinomial_log_pmf_table, trinomial_outcomes
+from confbounds.nuisance import SupResult, certified_sup, probit_margin, taylor_tables
+from confbounds.taylor import phi_inv_taylor
+
+
+def _simplex_grid(k):
+    i, j = np.meshgrid(np.arange(k + 1), np.arange(k + 1), indexing="ij")
+    keep = i + j <= k
+    q1 = i[keep] / k
+    q2 = j[keep] / k
+    return np.stack([q1, q2, np.clip(1 - q1 - q2, 0, 1)], axis=1)
+
+
+GRID = _simplex_grid(160)
+
+
+def _margin(q, margin):
+    if margin == "linear":
+        return q[:, 0] - q[:, 1]
+    if margin == "probit":
+        return probit_margin(q)
+    M = 100
+    return phi_inv_taylor(q[:, 0], M) - phi_inv_taylor(q[:, 1], M)
+
+
+def _tails(q, n, t, statistic):
+    x1, x2, _ = trinomial_outcomes(n)
+    if statistic == "difference":
+        T = x1 - x2
+    else:
+        h = tr.plugin_table(n)
+        T = h[x1] - h[x2]
+    sel = T >= t - tr.PLUGIN_TIE_RTOL * (1 + abs(t))
+    pmf = trinomial_log_pmf_table(n, q)
+    return (pmf[:, sel]).sum(axis=1)
+
+
+CASES = []
+_rng = np.random.default_rng(11)
+for _margin_name in ("linear", "probit", "taylor"):
+    for _stat in ("difference", "plugin"):
+        for _ in range(4):
+            _n = int(_rng.integers(3, 30))
+            _x1 = int(_rng.integers(0, _n + 1))
+            _x2 = int(_rng.integers(0, _n - _x1 + 1))
+            if _margin_name == "linear":
+                _L = float(_rng.uniform(-0.8, 0.8))
+            else:
+                _L = float(_rng.uniform(-2.5, 2.5))
+            CASES.append((_margin_name, _stat, _n, _x1, _x2, _L))
+
+
+@pytest.mark.parametrize("margin,statistic,n,x1,x2,L", CASES)
+def test_certified_sup_dominates_dense_grid(margin, statistic, n, x1, x2, L):
+    t = tr.observed_statistic(x1, x2, n, statistic)
+    r = certified_sup(t, n, L, margin=margin, statistic=statistic, tol=1e-6)
+    assert isinstance(r, SupResult)
+    g = _margin(GRID, margin)
+    inside = g <= L
+    grid_sup = float(_tails(GRID[inside], n, t, statistic).max()) if inside.any() else 0.0
+    # grid tails are exact up to ~1e-15 summation error
+    assert r.upper >= grid_sup - 1e-14, (r, grid_sup)
+    assert r.lower <= r.upper
+    assert r.converged and r.upper - r.lower <= 1e-6 * r.lower + 64 * (n + 100) * 2.3e-16
+    if r.lower > 0:
+        q = np.asarray(r.maximiser)
+        gq = _margin(q[None, :], margin)[0]
+        assert gq <= L + 1e-9
+        assert float(_tails(q[None, :], n, t, statistic)[0]) >= r.lower - 1e-13
+
+
+@pytest.mark.parametrize("margin", ["linear", "probit"])
+def test_berger_boos_restriction_dominates_grid(margin):
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        n = int(rng.integers(5, 25))
+        x1 = int(rng.integers(0, n + 1))
+        x2 = int(rng.integers(0, n - x1 + 1))
+        L = float(rng.uniform(-0.5, 0.9)) if margin == "linear" else float(rng.uniform(-1.5, 2.5))
+        pmax = float(rng.uniform(0.2, 1.0))
+        t = x1 - x2
+        r = certified_sup(t, n, L, margin=margin, pi_max=pmax, tol=1e-6)
+        inside = (_margin(GRID, margin) <= L) & (GRID[:, 0] + GRID[:, 1] <= pmax)
+        grid_sup = float(_tails(GRID[inside], n, t, "difference").max()) if inside.any() else 0.0
+        assert r.upper >= grid_sup - 1e-14
+        # the restriction can only lower the supremum
+        assert r.lower <= certified_sup(t, n, L, margin=margin, tol=1e-6).upper
+
+
+def test_sup_is_nondecreasing_in_L():
+    n, t = 30, 12
+    Ls = np.linspace(-0.9, 0.9, 13)
+    res = [certified_sup(t, n, L, tol=1e-8) for L in Ls]
+    for a, b in zip(res[:-1], res[1:]):
+        assert b.upper >= a.lower
+
+
+def test_sup_on_binomial_edge_known_value():
+    # With t = n only x = (n, 0, 0) is in the tail: P = q1^n, maximal on the curve at
+    # pi = 1: q1 = (1 + L)/2 (linear), so sup = ((1 + L)/2)^n exactly.
+    n, L = 12, 0.3
+    r = certified_sup(n, n, L, tol=1e-9)
+    ref = ((1 + L) / 2) ** n
+    assert r.lower <= ref * (1 + 1e-9) and r.upper >= ref * (1 - 1e-12)
+    assert abs(r.upper - ref) <= 1e-6 * ref
+
+
+def test_taylor_tables_H():
+    # SPEC 6: Phi^{-1}_M(1) is about 3.02 for M = 100
+    H = taylor_tables(100)[2]
+    assert 3.0 < H < 3.05
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="margin"):
+        certified_sup(3, 10, 0.1, margin="logit")
+    with pytest.raises(ValueError, match="statistic"):
+        certified_sup(3, 10, 0.1, statistic="ratio")
+    with pytest.raises(ValueError, match="L"):
+        certified_sup(3, 10, float("nan"))
+    with pytest.raises(ValueError, match="pi_max"):
+        certified_sup(3, 10, 0.1, pi_max=1.5)
+    with pytest.raises(ValueError, match="tol"):
+        certified_sup(3, 10, 0.1, tol=0)
+    with pytest.raises(ValueError, match="L must lie"):
+        certified_sup(3, 10, 55.0, margin="probit")
