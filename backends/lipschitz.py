@@ -294,20 +294,33 @@ def _conv_fn(conv: nn.modules.conv._ConvNd, pads) -> Callable[[torch.Tensor], to
 
 
 def conv_fourier_bound(weight: torch.Tensor, padded_spatial: Sequence[int], *, dilation: Sequence[int] = None,
-                       groups: int = 1) -> float:
+                       stride: Sequence[int] = None, groups: int = 1) -> float:
     """Rigorous upper bound of a valid (unpadded) strided convolution's l2 norm on ``padded_spatial``.
 
-    The valid convolution is a restriction of the circular correlation on the
-    domain ``padded_spatial`` (no output of the valid convolution wraps around,
-    since the dilated kernel extent fits in the domain), and striding is a
-    further restriction; so the norm is at most that of the circular operator,
-    which is exactly ``max_f ||K_hat(f)||_2`` (Sedghi, Gupta, Long, ICLR 2019,
-    main theorem), ``K_hat(f)`` the DFT of the zero-embedded kernel at frequency ``f``.
+    Unstrided (``stride = 1``): the valid convolution is a restriction of the
+    circular correlation on the domain ``padded_spatial`` (no output of the
+    valid convolution wraps around, since the dilated kernel extent fits in the
+    domain), so its norm is at most that of the circular operator, which is
+    exactly ``max_f ||K_hat(f)||_2`` (Sedghi, Gupta, Long, ICLR 2019, main
+    theorem), ``K_hat(f)`` the ``C_out x C_in`` DFT of the zero-embedded kernel
+    at frequency ``f``.
+
+    Strided (polyphase form): zero-extend the domain ``N`` to ``N' = s
+    ceil(N/s)`` (an isometric embedding; valid outputs still do not wrap).  The
+    circular strided correlation on ``N'`` is
+    ``y[i] = sum_r sum_q k_r[q] x_r[(i + q) mod N'/s]`` with the polyphase
+    components ``x_r[j] = x[s j + r]``, ``k_r[q] = k[s q + r]`` (``r`` over the
+    ``s_1 s_2 ...`` phases), i.e. a multi-channel circular correlation on the
+    domain ``N'/s`` with ``C_in * prod(s)`` input channels, applied to a
+    permutation of ``x``.  Its norm is therefore exactly the max over
+    frequencies of the ``C_out x (C_in prod(s))`` matrices ``[K_hat_r(f)]_r``,
+    at most the unstrided value (striding is a coordinate restriction).
+
     With ``groups > 1`` the operator is block-diagonal and the norm is the max
     over groups.  Frequencies come from ``rfftn`` (``K_hat(-f) = conj K_hat(f)``
     has the same norm).  An explicit FFT rounding term
-    ``10 log2(N) eps sqrt(N) ||W||_F`` (N = domain size) is added; the caller
-    applies the relative margin.
+    ``10 log2(M) eps sqrt(M) ||W||_F`` (M = number of frequencies' domain size) is
+    added; the caller applies the relative margin.
 
     Examples
     --------
@@ -315,28 +328,47 @@ def conv_fourier_bound(weight: torch.Tensor, padded_spatial: Sequence[int], *, d
     >>> w = torch.zeros(1, 1, 3, 3, dtype=torch.float64); w[0, 0, 1, 1] = 2.0
     >>> round(conv_fourier_bound(w, (6, 6)), 9)
     2.0
+    >>> ones = torch.ones(1, 1, 2, 2, dtype=torch.float64)  # sums of disjoint 2x2 blocks: norm sqrt(4)
+    >>> round(conv_fourier_bound(ones, (6, 6), stride=(2, 2)), 9), round(conv_fourier_bound(ones, (6, 6)), 9)
+    (2.0, 4.0)
     """
     w = weight.detach().to(torch.float64).cpu()
     c_out, c_in_g = w.shape[:2]
     ks = tuple(w.shape[2:])
     nd = len(ks)
-    dilation = tuple(dilation) if dilation is not None else (1,) * nd
+    dilation = tuple(int(d) for d in dilation) if dilation is not None else (1,) * nd
+    stride = tuple(int(t) for t in stride) if stride is not None else (1,) * nd
     n = tuple(int(s) for s in padded_spatial)
-    if len(n) != nd:
-        raise ValueError(f"padded_spatial must have {nd} entries, got {padded_spatial!r}")
-    for k, d, s in zip(ks, dilation, n):
-        if d * (k - 1) + 1 > s:
-            raise ValueError(f"dilated kernel extent {d * (k - 1) + 1} exceeds the domain size {s}")
+    if len(n) != nd or len(dilation) != nd or len(stride) != nd:
+        raise ValueError(f"padded_spatial, dilation and stride must have {nd} entries, got "
+                         f"{padded_spatial!r}, {dilation!r}, {stride!r}")
+    if min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"stride and dilation must be >= 1, got {stride!r}, {dilation!r}")
+    ext = tuple(d * (k - 1) + 1 for k, d in zip(ks, dilation))
+    for e, s in zip(ext, n):
+        if e > s:
+            raise ValueError(f"dilated kernel extent {e} exceeds the domain size {s}")
     if c_out % groups:
         raise ValueError(f"out_channels {c_out} not divisible by groups {groups}")
-    emb = torch.zeros((c_out, c_in_g) + n, dtype=torch.float64)
-    sl = tuple(slice(0, d * (k - 1) + 1, d) for k, d in zip(ks, dilation))
-    emb[(slice(None), slice(None)) + sl] = w
+    # dilated kernel, zero-extended to a multiple of the stride, split into polyphase components
+    q = tuple(-(-e // t) for e, t in zip(ext, stride))  # taps per phase
+    dil = torch.zeros((c_out, c_in_g) + tuple(qq * t for qq, t in zip(q, stride)), dtype=torch.float64)
+    dil[(slice(None), slice(None)) + tuple(slice(0, e, d) for e, d in zip(ext, dilation))] = w
+    split = (c_out, c_in_g)
+    for qq, t in zip(q, stride):
+        split += (qq, t)
+    dil = dil.reshape(split)
+    perm = (0, 1) + tuple(3 + 2 * i for i in range(nd)) + tuple(2 + 2 * i for i in range(nd))
+    phases = int(np.prod(stride))
+    poly = dil.permute(perm).reshape((c_out, c_in_g * phases) + q)  # (C_out, C_in_g * phases, *q)
+    m = tuple(-(-s // t) for s, t in zip(n, stride))  # circular domain N'/s
+    emb = torch.zeros((c_out, c_in_g * phases) + m, dtype=torch.float64)
+    emb[(slice(None), slice(None)) + tuple(slice(0, qq) for qq in q)] = poly
     khat = torch.fft.rfftn(emb, dim=tuple(range(2, 2 + nd)))
-    khat = khat.reshape(groups, c_out // groups, c_in_g, -1).permute(0, 3, 1, 2)
+    khat = khat.reshape(groups, c_out // groups, c_in_g * phases, -1).permute(0, 3, 1, 2)
     val = float(torch.linalg.matrix_norm(khat, ord=2).max())
-    n_tot = int(np.prod(n))
-    fft_err = 10.0 * (math.log2(n_tot) + 1.0) * _EPS64 * math.sqrt(n_tot) * float(torch.linalg.vector_norm(w))
+    m_tot = int(np.prod(m))
+    fft_err = 10.0 * (math.log2(m_tot) + 1.0) * _EPS64 * math.sqrt(m_tot) * float(torch.linalg.vector_norm(w))
     return val + fft_err
 
 
@@ -349,7 +381,8 @@ def _conv_factor(conv, in_shape, out_shape, method, dense_limit, rel_margin):
     spatial = in_shape[1:]
     padded = tuple(s + l + r for s, (l, r) in zip(spatial, pads))
     copy = _pad_copy_factor(conv.padding_mode, spatial, pads)
-    fourier = _up(conv_fourier_bound(conv.weight, padded, dilation=conv.dilation, groups=conv.groups) * copy,
+    fourier = _up(conv_fourier_bound(conv.weight, padded, dilation=conv.dilation, stride=conv.stride,
+                                          groups=conv.groups) * copy,
                   rel_margin)
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
     use_dense = method == "dense" or (method == "auto" and max(n_in, n_out) <= dense_limit)
@@ -612,6 +645,8 @@ def lipschitz_bound(model: nn.Module, input_shape: Sequence[int], *, n_iter: int
         raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
     if isinstance(dense_limit, bool) or not isinstance(dense_limit, (int, np.integer)) or dense_limit < 0:
         raise ValueError(f"dense_limit must be a non-negative integer, got {dense_limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     try:
         rel_margin = float(rel_margin)
     except (TypeError, ValueError):

@@ -84,6 +84,9 @@ CONV_CASES = [
     dict(padding=2, dilation=2),
     dict(padding=(1, 0), dilation=(1, 2), stride=(1, 2)),
     dict(padding=1, groups=2),
+    dict(padding=1, stride=3),
+    dict(padding=1, stride=2, groups=2),
+    dict(padding=0, stride=(3, 2), dilation=(2, 1)),
     dict(padding="same"),
     dict(padding="same", dilation=2),
     dict(padding="valid"),
@@ -120,6 +123,15 @@ def test_conv1d_bounds_dominate_exact_norm(kw):
     assert ex <= product_upper_bound(conv, shape) <= ex * (1 + 3 * REL)
 
 
+def test_conv3d_bounds_dominate_exact_norm():
+    torch.manual_seed(9)
+    conv = nn.Conv3d(2, 3, (3, 2, 3), padding=(1, 0, 1), stride=(1, 2, 1))
+    shape = (2, 4, 5, 4)
+    ex = exact_norm(conv, shape)
+    assert product_upper_bound(conv, shape, method="fourier", n_iter=0) >= ex
+    assert ex <= product_upper_bound(conv, shape) <= ex * (1 + 3 * REL)
+
+
 def test_fourier_formula_is_exact_for_circular_convolution():
     # A circular-mode conv with 'same' padding IS the circular correlation on the N x N domain, whose
     # norm is max_f ||K_hat(f)|| exactly (Sedghi et al. 2019, main theorem): the formula must match, not just bound.
@@ -129,6 +141,20 @@ def test_fourier_formula_is_exact_for_circular_convolution():
     fb = conv_fourier_bound(conv.weight, (6, 6))
     assert fb >= ex
     assert fb == pytest.approx(ex, rel=1e-9)
+
+
+@pytest.mark.parametrize("stride", [(2, 2), (3, 1), (1, 2)])
+def test_polyphase_fourier_formula_is_exact_for_strided_circular_convolution(stride):
+    # Circular padding 1, kernel 3, domain 6 (divisible by the stride): the module is exactly the strided
+    # circular correlation on 6 x 6, whose norm the polyphase formula gives exactly (not just bounds).
+    torch.manual_seed(15)
+    conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", stride=stride)
+    ex = exact_norm(conv, (3, 6, 6))
+    fb = conv_fourier_bound(conv.weight, (6, 6), stride=stride)
+    assert fb >= ex
+    assert fb == pytest.approx(ex, rel=1e-9)
+    # and striding can only lower the norm: polyphase value <= unstrided value
+    assert fb <= conv_fourier_bound(conv.weight, (6, 6)) * (1 + 1e-12)
 
 
 def test_fourier_known_value_and_large_domain_tightness():
@@ -417,6 +443,10 @@ def test_training_mode_and_bad_arguments():
         product_upper_bound(nn.Linear(3, 3), (3,), rel_margin=0.0)
     with pytest.raises(ValueError, match="n_iter"):
         product_upper_bound(nn.Linear(3, 3), (3,), n_iter=-1)
+    with pytest.raises(ValueError, match="seed"):
+        product_upper_bound(nn.Linear(3, 3), (3,), seed=-2)
+    with pytest.raises(ValueError, match="dense_limit"):
+        product_upper_bound(nn.Linear(3, 3), (3,), dense_limit=1.5)
     with pytest.raises(ValueError, match="model"):
         product_upper_bound("not a model", (3,))
     with pytest.raises(ValueError, match="ReLU"):
