@@ -382,3 +382,24 @@ def test_progress_bar_writes_to_stream():
     buf = io.StringIO()
     Progress(3, 0, enabled=False, stream=buf).close()
     assert buf.getvalue() == ""
+
+
+def test_scores_mode_soft_smoothing_and_resume(tmp_path):
+    """mode="scores": score matrices (softmax) go to certify; the TSV resumes like in counts mode."""
+    x, y = make_data(5)
+    soft = ArraySampler(_logits, M, sigma=SIGMA, batch_size=500, simplex="softmax")
+    kw = dict(KW, n=300, reduction="bonferroni", radius="R2", mode="scores")
+    full, part = tmp_path / "full.tsv", tmp_path / "part.tsv"
+    certs = certify_dataset(soft, x, y, **kw, out=str(full), model_id="soft")
+    assert all(c.kind == "scores" for c in certs)
+    a, b = input_seeds(0, 2)
+    direct = certify(soft.scores(x[2], 50, a), soft.scores(x[2], 300, b), sigma=SIGMA, alpha=0.01,
+                     reduction="bonferroni", radius="R2")
+    assert certs[2] == direct
+    certify_dataset(soft, x, y, **kw, out=str(part), model_id="soft", limit=2)
+    again = certify_dataset(soft, x, y, **kw, out=str(part), model_id="soft")
+    assert again[:2] == [None, None] and again[2:] == certs[2:]  # kept rows have no stored samples
+    assert strip_time(part) == strip_time(full)
+    # counts mode on the same file is another configuration
+    with pytest.raises(ValueError, match="mode"):
+        certify_dataset(soft, x, y, **dict(kw, mode="counts"), out=str(part), model_id="soft")
