@@ -213,7 +213,8 @@ def _run_shape(module: nn.Module, shape: Tuple[int, ...], path: str) -> Tuple[in
         with torch.no_grad():
             out = module(torch.zeros((1,) + shape, dtype=dtype, device=device))
     except Exception as exc:  # shape errors come as RuntimeError / IndexError / ValueError
-        raise ValueError(f"input_shape {shape} does not fit {type(module).__name__} at '{path or '<model>'}': {exc}") from None
+        where = path or "<model>"
+        raise ValueError(f"input_shape {shape} does not fit {type(module).__name__} at '{where}': {exc}") from None
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"{type(module).__name__} at '{path}' returns {type(out).__name__}, not a tensor "
                          f"(e.g. return_indices=True is unsupported)")
