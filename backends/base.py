@@ -177,10 +177,24 @@ def describe_input(x: np.ndarray) -> str:
     return f"input x of shape {arr.shape} (sha1 {hashlib.sha1(arr.tobytes()).hexdigest()[:12]})"
 
 
-def batch_where(x: np.ndarray, seed: int, start: int, b: int, batch_size: int) -> str:
-    """The ``where`` suffix naming the input and the batch, for :func:`check_logits`."""
-    return (f" in batch {start // batch_size} (noise samples {start}..{start + b - 1}, seed {seed}) "
-            f"for {describe_input(x)}")
+class _BatchWhere:
+    """Lazy ``where`` suffix: formatted (and the input hashed) only when an error message needs it."""
+
+    __slots__ = ("x", "seed", "start", "b", "batch_size")
+
+    def __init__(self, x, seed, start, b, batch_size):
+        self.x, self.seed, self.start, self.b, self.batch_size = x, seed, start, b, batch_size
+
+    def __str__(self) -> str:
+        return (f" in batch {self.start // self.batch_size} (noise samples {self.start}..{self.start + self.b - 1}, "
+                f"seed {self.seed}) for {describe_input(self.x)}")
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
+def batch_where(x: np.ndarray, seed: int, start: int, b: int, batch_size: int) -> _BatchWhere:
+    """The ``where`` suffix naming the input and the batch, for :func:`check_logits` (formatted lazily)."""
+    return _BatchWhere(x, seed, start, b, batch_size)
 
 
 def check_columns(columns, num_classes: int) -> Optional[np.ndarray]:
