@@ -30,6 +30,7 @@ seconds spent on that input in the process that computed it).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -171,6 +172,19 @@ def _canonical(config: Mapping[str, Any]) -> Dict[str, Any]:
 # opening for append (resume)
 # ---------------------------------------------------------------------------
 
+def _lock(fb, path: str) -> None:
+    """Exclusive advisory lock (POSIX ``flock``): two processes never append to one file."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (Windows: no advisory lock)
+        return
+    try:
+        fcntl.flock(fb.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fb.close()
+        raise ValueError(f"{path!r} is being written by another process; refusing to append to it") from None
+
+
 def _open_append(path: str, preamble: str, kind: str, config: Mapping[str, Any], what: str,
                  row_ok) -> Tuple[IO[str], List[str]]:
     """Open ``path`` for appending after checking its preamble; return the kept rows.
@@ -178,21 +192,32 @@ def _open_append(path: str, preamble: str, kind: str, config: Mapping[str, Any],
     ``row_ok(line_without_newline, position)`` says whether a line is a valid
     row at 0-based ``position``.  The file is truncated after the last valid
     complete row; a complete but invalid row followed by more data means the
-    file is corrupt (or was edited) and is refused.
+    file is corrupt (or was edited) and is refused.  The file stays locked
+    (``flock``) until it is closed.
     """
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    data = b""
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            data = f.read()
-    pre = preamble.encode()
-    if len(data) < len(pre) and pre.startswith(data):
-        # empty file, or killed while writing the preamble: start afresh
-        f = open(path, "w", encoding="utf-8", newline="\n")
-        f.write(preamble)
-        f.flush()
-        return f, []
+    fb = open(path, "a+b")  # creates, never truncates; writes go to the end
+    _lock(fb, path)
+    try:
+        fb.seek(0)
+        data = fb.read()
+        pre = preamble.encode()
+        rows: List[str] = []
+        if len(data) < len(pre) and pre.startswith(data):
+            # empty file, or killed while writing the preamble: start afresh
+            fb.truncate(0)
+            fb.write(pre)
+            fb.flush()
+        else:
+            rows = _check_existing(data, pre, path, kind, config, what, row_ok, fb)
+    except BaseException:
+        fb.close()
+        raise
+    return io.TextIOWrapper(fb, encoding="utf-8", newline="\n"), rows
+
+
+def _check_existing(data: bytes, pre: bytes, path, kind, config, what, row_ok, fb) -> List[str]:
     text = data.decode("utf-8", errors="replace")
     first = text.split("\n", 1)[0]
     old = _parse_meta(first, kind, path)
@@ -223,10 +248,10 @@ def _open_append(path: str, preamble: str, kind: str, config: Mapping[str, Any],
         rows.append(line)
         pos = nl + 1
         keep = len(pre) + pos
-    f = open(path, "r+", encoding="utf-8", newline="\n")
-    f.truncate(keep)
-    f.seek(keep)
-    return f, rows
+    if keep < len(data):
+        fb.truncate(keep)
+        fb.flush()
+    return rows
 
 
 def open_tsv(path: str, config: Mapping[str, Any]) -> Tuple[IO[str], List[str]]:

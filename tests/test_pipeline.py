@@ -403,3 +403,16 @@ def test_scores_mode_soft_smoothing_and_resume(tmp_path):
     # counts mode on the same file is another configuration
     with pytest.raises(ValueError, match="mode"):
         certify_dataset(soft, x, y, **dict(kw, mode="counts"), out=str(part), model_id="soft")
+
+
+def test_two_writers_on_one_file_are_refused(tmp_path):
+    cfg = {"model": "toy", "n": 1}
+    f, rows = res.open_tsv(str(tmp_path / "r.tsv"), cfg)
+    try:
+        with pytest.raises(ValueError, match="another process"):
+            res.open_tsv(str(tmp_path / "r.tsv"), cfg)
+    finally:
+        f.close()
+    g, rows = res.open_tsv(str(tmp_path / "r.tsv"), cfg)  # free again once closed
+    g.close()
+    assert rows == []
