@@ -401,16 +401,64 @@ def smoothed_ramp(u, sigma, L):
     return 0.5 * np.sum(_GL_W * special.ndtr(pts), axis=-1)
 
 
+_GL_T_LIST = [float(v) for v in _GL_T]
+_GL_W_LIST = [float(v) for v in _GL_W]
+_SQRT2PI = math.sqrt(2.0 * math.pi)
+
+
+def _ndtr_scalar(z: float) -> float:
+    return 0.5 * math.erfc(-z / _SQRT2)
+
+
+def _G_scalar(z: float) -> float:
+    if z >= 0:
+        return z * _ndtr_scalar(z) + math.exp(-0.5 * z * z) / _SQRT2PI
+    return math.exp(-0.5 * z * z) / _SQRT2PI * (1.0 + z * math.sqrt(math.pi / 2) * float(special.erfcx(-z / _SQRT2)))
+
+
+def _smoothed_ramp_scalar(u: float, s: float, L: float) -> float:
+    """Scalar :func:`smoothed_ramp` with the ``math`` module (same formulas)."""
+    if L == math.inf:
+        return _ndtr_scalar(u / s)
+    w = 1.0 / (L * s)
+    z = u / s
+    if w >= 1.0:
+        return (_G_scalar(z + w / 2) - _G_scalar(z - w / 2)) / w
+    h = w / 2
+    return 0.5 * sum(wi * _ndtr_scalar(z + h * ti) for ti, wi in zip(_GL_T_LIST, _GL_W_LIST))
+
+
 def smoothed_ramp_inverse(p, sigma, L, side: str = "lower"):
     """Solve ``rho_L(u) = p`` for ``u`` by bisection, rounded to ``side``.
 
     ``side="lower"`` returns a value ``<=`` the root (used for ``p_A``),
     ``"upper"`` a value ``>=`` it (used for ``p_B``).  The root lies in
     ``sigma Phi^-1(p) +- 1/(2L)`` (the ramp lies between two steps shifted by
-    ``1/(2L)``); 200 bisection steps on a float array, then a safety step of
-    ``RADIUS_RTOL (|u| + sigma)`` outward.  ``p`` in ``(0, 1)``.
+    ``1/(2L)``).  Bisection keeps ``rho_L(lo) < p <= rho_L(hi)`` and stops at
+    ``hi - lo <= 1e-14 (|lo| + sigma)`` or when the floats are adjacent; then
+    a safety step of ``RADIUS_RTOL (|u| + sigma)`` outward covers the
+    evaluation error of ``rho_L``.  ``p`` in ``(0, 1)``; scalar or array.
     """
     s = float(sigma)
+    if np.ndim(p) == 0:
+        pf = float(p)
+        c = s * float(special.ndtri(pf))
+        half = 0.5 / L if L != math.inf else 0.0
+        lo = c - half - 1e-12 * (abs(c) + s)
+        hi = c + half + 1e-12 * (abs(c) + s)
+        for _ in range(200):
+            if hi - lo <= 1e-14 * (abs(lo) + s):
+                break
+            mid = 0.5 * (lo + hi)
+            if mid == lo or mid == hi:
+                break
+            if _smoothed_ramp_scalar(mid, s, L) < pf:
+                lo = mid
+            else:
+                hi = mid
+        if side == "lower":
+            return lo - RADIUS_RTOL * (abs(lo) + s)
+        return hi + RADIUS_RTOL * (abs(hi) + s)
     p = np.asarray(p, dtype=float)
     c = s * special.ndtri(p)
     half = 0.5 / L if L != math.inf else 0.0
@@ -418,7 +466,7 @@ def smoothed_ramp_inverse(p, sigma, L, side: str = "lower"):
     hi = c + half + 1e-12 * (np.abs(c) + s)
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        if np.all((mid == lo) | (mid == hi)):
+        if np.all((mid == lo) | (mid == hi) | (hi - lo <= 1e-14 * (np.abs(lo) + s))):
             break
         below = smoothed_ramp(mid, s, L) < p
         lo = np.where(below, mid, lo)
