@@ -61,6 +61,8 @@ __all__ = ["ModelSpec", "certify_dataset_ray", "add_ray_arguments", "cmd_certify
 
 #: A task whose actor died is redone; an input whose tasks killed their actor this often is reported.
 _MAX_ATTEMPTS = 4
+#: Consecutive failed pings after which an actor counts as dead for good (restarts exhausted).
+_MAX_PINGS = 3
 _OBJECT_STORE = 200 * 2 ** 20
 
 
@@ -232,6 +234,10 @@ class _Worker:
         return {"model_id": mid, "num_classes": int(s.num_classes), "batch_size": None if bs is None else int(bs),
                 "sigma": getattr(s, "sigma", None), "pid": self.pid, "node": os.uname().nodename,
                 "load_s": self.started - self.created, "warmup_s": warmup}
+
+    def ping(self) -> int:
+        """Answers once the actor is alive (after a restart, once its sampler is rebuilt)."""
+        return self.pid
 
     def certify(self, items: Sequence[Tuple[int, Any, int, Any]]) -> Tuple[int, List[InputResult]]:
         """Certify ``items`` = ``[(idx, x, label, known_counts_or_None), ...]``; returns ``(pid, results)``."""
@@ -436,16 +442,15 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
         todo = collections.deque(range(files.start, N))
         attempts: Dict[int, int] = collections.Counter()
         inflight: Dict[Any, Tuple[int, List[int]]] = {}
-        load = [0] * workers
-        fails = [0] * workers
-        alive = [True] * workers
-        fail_limit = 2 * queue_depth + 1
+        load = [0] * workers  # tasks in flight per actor
+        state = ["ok"] * workers  # ok | probing (a ping is in flight after a failure) | dead
+        ping_fails = [0] * workers
         pending: Dict[int, InputResult] = {}
         received = 0
         measure = stats is not None
         while files.next_idx < N:
             for w in range(workers):
-                while alive[w] and load[w] < queue_depth and todo:
+                while state[w] == "ok" and load[w] < queue_depth and todo:
                     chunk = [todo.popleft() for _ in range(min(chunk_size, len(todo)))]
                     items = [(i, x[i], int(y[i]), files.known_counts(i) if mode == "counts" else None)
                              for i in chunk]
@@ -460,15 +465,24 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 w, chunk = inflight.pop(ref)
+                if chunk is None:  # a ping: is the actor back (restarted) or dead for good?
+                    try:
+                        ray.get(ref)
+                        state[w], ping_fails[w] = "ok", 0
+                    except RayActorError:
+                        ping_fails[w] += 1
+                        if ping_fails[w] >= _MAX_PINGS:
+                            state[w] = "dead"
+                        else:
+                            inflight[actors[w].ping.remote()] = (w, None)
+                    continue
                 load[w] -= 1
                 try:
                     pid, results = ray.get(ref)
                 except RayActorError:
-                    # the actor died with these inputs unfinished: redo them first (Ray restarts the actor)
+                    # the actor died with these inputs unfinished: redo them first.  Ray restarts the actor
+                    # (tasks sent meanwhile wait for it); a ping tells whether it is back before it gets more.
                     st["actor_failures"] += 1
-                    fails[w] += 1
-                    if fails[w] >= fail_limit:
-                        alive[w] = False
                     for i in chunk:
                         attempts[i] += 1
                         if attempts[i] >= _MAX_ATTEMPTS:
@@ -476,10 +490,12 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
                                                "giving up (the files hold every finished row)") from None
                     todo.extendleft(reversed(chunk))
                     st["resubmitted"] += len(chunk)
+                    if state[w] == "ok":
+                        state[w] = "probing"
+                        inflight[actors[w].ping.remote()] = (w, None)
                     continue
                 except RayTaskError as e:
                     raise e.as_instanceof_cause() from None
-                fails[w] = 0
                 st["pids"].add(pid)
                 if measure:
                     st["bytes_received"] += _nbytes((pid, results))

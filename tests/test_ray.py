@@ -1,0 +1,239 @@
+"""The Ray engine on a real local Ray cluster (2 CPUs) and the shipped digits ONNX model.
+
+Reference for every comparison: the local engine (:func:`radius.pipeline.certify_dataset`) on the same
+inputs, seed and sample sizes, with the model identified by its file's SHA-256 as the CLI does.  Equal
+means: the metadata line, the header and every column of every row but ``time``, and the raw-counts
+log byte for byte.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radius import results as res
+
+REPO = Path(__file__).resolve().parents[1]
+LIMIT = 24
+RUN = dict(sigma=0.25, n0=100, n=1000, seed=3, alpha=0.001, radius="R2", reduction="exact")
+
+
+# ---------------------------------------------------------------------------
+# no cluster needed
+# ---------------------------------------------------------------------------
+
+def test_importing_the_engine_does_not_import_ray():
+    code = ("import sys, radius, radius.engines, radius.engines.ray_engine, radius.engines.local; "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(workers=0), "workers"),
+    (dict(workers=1.5), "workers"),
+    (dict(gpus_per_worker=-1), "gpus_per_worker"),
+    (dict(cpus_per_worker=float("nan")), "cpus_per_worker"),
+    (dict(chunk_size=0), "chunk_size"),
+    (dict(max_restarts=-2), "max_restarts"),
+    (dict(n=0), "n"),
+    (dict(mode="soft"), "mode"),
+    (dict(sigma=-0.25), "sigma"),
+])
+def test_bad_arguments_are_refused_before_ray_starts(kwargs, match):
+    from radius.engines.ray_engine import certify_dataset_ray
+
+    args = dict(sigma=0.25, workers=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        certify_dataset_ray(None, np.zeros((2, 1, 8, 8), np.float32), np.zeros(2, np.int64), **args)
+
+
+def test_a_sampler_object_is_refused_as_model():
+    from backends.base import ArraySampler
+    from radius.engines.ray_engine import certify_dataset_ray
+
+    s = ArraySampler(lambda z: z[:, :2], 2, sigma=0.25)
+    with pytest.raises(ValueError, match="ModelSpec"):
+        certify_dataset_ray(s, np.zeros((2, 2)), np.zeros(2, np.int64), sigma=0.25)
+
+
+def test_certify_one_equals_the_local_loop_row_for_row(reference):
+    """The per-input function the actors run reproduces the local engine's rows (no Ray involved)."""
+    from radius.engines.local import cert_config, certify_one  # noqa: F401
+    from radius.pipeline import _cert_kwargs
+
+    sampler, x, y = reference["sampler"], reference["x"], reference["y"]
+    kw = _cert_kwargs(RUN["sigma"], RUN["alpha"], RUN["radius"], RUN["reduction"], "betting", None, None)
+    for i in (0, 7, LIMIT - 1):
+        r = certify_one(sampler, x[i], y[i], i, seed=RUN["seed"], n0=RUN["n0"], n=RUN["n"], cert_kwargs=kw)
+        assert _but_time(r.tsv_row()) == reference["rows"][i]
+
+
+# ---------------------------------------------------------------------------
+# fixtures: one Ray cluster for the module, one local reference run
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from backends.models import default_model_path, load_digits_split
+    from radius.cli import load_sampler
+    from radius.pipeline import certify_dataset
+
+    d = tmp_path_factory.mktemp("ref")
+    x, y = load_digits_split("test")
+    sampler, path = load_sampler(str(default_model_path(0.25)), 0.25, 1000)
+    out, log = d / "ref.tsv", d / "ref.counts.jsonl"
+    certs = certify_dataset(sampler, x, y, out=str(out), counts_log=str(log), limit=LIMIT, progress=False,
+                            model_id=res.file_hash(path), **RUN)
+    return {"x": x, "y": y, "sampler": sampler, "out": out, "log": log, "certs": certs,
+            "lines": _lines_but_time(out), "rows": _lines_but_time(out)[2:]}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ctx = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2 ** 20, log_to_driver=False)
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def _but_time(line: str) -> str:
+    f = line.rstrip("\n").split("\t")
+    return "\t".join(f[:5] + f[6:])
+
+
+def _lines_but_time(path):
+    lines = Path(path).read_text().split("\n")
+    assert lines[-1] == "", "the file ends with a complete line"
+    return lines[:2] + [_but_time(ln) for ln in lines[2:-1]]
+
+
+def _same_certs(a, b) -> bool:
+    def key(c):
+        return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in c.to_row().values())
+
+    return len(a) == len(b) and all(key(u) == key(v) for u, v in zip(a, b))
+
+
+# ---------------------------------------------------------------------------
+# on the cluster
+# ---------------------------------------------------------------------------
+
+def test_ray_equals_local_engine(cluster, reference, tmp_path):
+    from radius.engines.ray_engine import certify_dataset_ray
+
+    out, log = tmp_path / "ray.tsv", tmp_path / "ray.counts.jsonl"
+    st: dict = {}
+    certs = certify_dataset_ray(None, reference["x"], reference["y"], out=str(out), counts_log=str(log),
+                                limit=LIMIT, workers=2, progress=False, stats=st, **RUN)
+    assert _lines_but_time(out) == reference["lines"]  # metadata, header, every row but time
+    assert log.read_bytes() == reference["log"].read_bytes()
+    assert _same_certs(certs, reference["certs"])
+    assert len(st["pids"]) == 2, "both actors certified inputs"
+    assert st["duplicates"] == 0 and st["actor_failures"] == 0
+
+
+def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, tmp_path):
+    """Resumes a local engine's partial file; meanwhile one actor is killed (Ray restarts it) and the other
+    killed for good.  The file must still equal the uninterrupted local run: no row lost or written twice."""
+    import ray
+
+    from radius.engines.ray_engine import certify_dataset_ray
+    from radius.pipeline import certify_dataset
+
+    out, log = tmp_path / "mixed.tsv", tmp_path / "mixed.counts.jsonl"
+    done_locally = 5
+    certify_dataset(reference["sampler"], reference["x"], reference["y"], out=str(out), counts_log=str(log),
+                    limit=done_locally, progress=False, model_id=res.file_hash(_model_path()), **RUN)
+
+    kills = []
+
+    def chaos(received, actors):
+        if received == 3 and not kills:
+            ray.kill(actors[0], no_restart=False)  # Ray restarts it
+            kills.append("restart")
+        elif received == 7 and len(kills) == 1:
+            ray.kill(actors[1], no_restart=True)  # gone for good: the run finishes on actor 0
+            kills.append("dead")
+
+    st: dict = {}
+    certs = certify_dataset_ray(None, reference["x"], reference["y"], out=str(out), counts_log=str(log),
+                                limit=LIMIT, workers=2, progress=False, stats=st, on_result=chaos, **RUN)
+    assert kills == ["restart", "dead"]
+    assert st["actor_failures"] >= 2 and st["resubmitted"] >= 2, st
+    _, cols = res.read_tsv(str(out))
+    assert cols["idx"].tolist() == list(range(LIMIT))
+    assert _lines_but_time(out) == reference["lines"]
+    assert log.read_bytes() == reference["log"].read_bytes()
+    assert _same_certs(certs, reference["certs"])
+
+
+def _model_path():
+    from backends.models import default_model_path
+
+    return str(default_model_path(0.25))
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _rows(path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return max(f.read().count(b"\n") - 2, 0)
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_driver_killed_with_sigkill_resumes(cluster, reference, tmp_path):
+    out, log = tmp_path / "drv.tsv", tmp_path / "drv.counts.jsonl"
+    cmd = [sys.executable, "-m", "radius.engines.ray_engine", "--sigma", "0.25", "--limit", str(LIMIT),
+           "--n", str(RUN["n"]), "--n0", str(RUN["n0"]), "--seed", str(RUN["seed"]), "--out", str(out),
+           "--counts-log", str(log), "--address", cluster, "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while _rows(out) < 3:
+        if proc.poll() is not None:
+            pytest.fail(f"driver ended (rc {proc.returncode}) before it could be killed: {proc.stderr.read()!r}")
+        if time.monotonic() - t0 > 150:
+            proc.kill()
+            pytest.fail("driver made no progress")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = _rows(out)
+    assert 3 <= killed_at < LIMIT, "killed mid-run"
+
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _lines_but_time(out) == reference["lines"]
+    assert log.read_bytes() == reference["log"].read_bytes()
+    _, cols = res.read_tsv(str(out))
+    assert cols["idx"].tolist() == list(range(LIMIT))
+
+    # another configuration on the same file is refused (exit 2), the file untouched
+    before = out.read_bytes()
+    bad = cmd[:]
+    bad[bad.index("--seed") + 1] = "4"
+    refused = subprocess.run(bad, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "seed" in refused.stderr, refused.stderr
+    assert out.read_bytes() == before
