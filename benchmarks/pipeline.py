@@ -49,7 +49,7 @@ def main(argv=None):
         a.inputs, a.reps = 5, 2
 
     from backends.models import default_model_path, load_digits_split
-    from backends.onnx_sampler import OnnxSampler
+    from radius.cli import onnx_sampler
     from radius.certify import certify
     from radius.demo import methods
     from radius.pipeline import certify_dataset, input_seeds
@@ -57,8 +57,8 @@ def main(argv=None):
 
     x, y = load_digits_split("test")
     x, y = x[: a.inputs], y[: a.inputs]
-    sampler = OnnxSampler(default_model_path(SIGMA), sigma=SIGMA, batch_size=1000,
-                          providers=["CPUExecutionProvider"])
+    # the sampler the CLI and the demo use (onnxruntime thread spinning off: radius.cli.onnx_sampler)
+    sampler = onnx_sampler(default_model_path(SIGMA), SIGMA, 1000)
     sampler.counts(x[0], 1000, 0)  # warm up
 
     def clear_caches():

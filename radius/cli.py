@@ -18,7 +18,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-__all__ = ["main", "build_parser", "load_sampler", "load_data"]
+__all__ = ["main", "build_parser", "load_sampler", "load_data", "onnx_sampler"]
 
 _REDUCTIONS = ("cohen", "bonferroni", "cpm", "exact")
 _RADII = ("Rmono", "R2", "R1")
@@ -135,6 +135,23 @@ def _load_torch(path: str):
     raise ValueError(f"--model {path!r} holds a {type(obj).__name__}, not a torch module")
 
 
+def onnx_sampler(model, sigma: float, batch_size: int = 1000):
+    """An :class:`backends.onnx_sampler.OnnxSampler` with onnxruntime's thread spinning turned off.
+
+    By default onnxruntime's intra-op threads keep spinning for a while after
+    each ``run``; the pipeline computes bounds between runs, and on a shared
+    machine the spinning threads take CPU from it (measured: the exact bound's
+    share of a run at n = 10^4 falls several-fold; benchmarks/pipeline.py).
+    """
+    import onnxruntime as ort
+
+    from backends.onnx_sampler import OnnxSampler
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return OnnxSampler(str(model), sigma=sigma, batch_size=batch_size, session_options=so)
+
+
 def load_sampler(model: Optional[str], sigma: float, batch_size: int = 1000):
     """``(sampler, model_path)`` for ``--model`` (default: the shipped digits ONNX model for ``sigma``)."""
     if model is None:
@@ -145,9 +162,7 @@ def load_sampler(model: Optional[str], sigma: float, batch_size: int = 1000):
         raise ValueError(f"--model file {model!r} does not exist")
     low = model.lower()
     if low.endswith(".onnx"):
-        from backends.onnx_sampler import OnnxSampler
-
-        return OnnxSampler(model, sigma=sigma, batch_size=batch_size), model
+        return onnx_sampler(model, sigma, batch_size), model
     if low.endswith((".pt", ".pth")):
         from backends.torch_sampler import TorchSampler
 

@@ -65,8 +65,8 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
         Radii at which the table reports certified accuracy.
     """
     from backends.models import default_model_path, load_digits_split
-    from backends.onnx_sampler import OnnxSampler
 
+    from .cli import onnx_sampler
     from .results import file_hash
 
     stream = stream if stream is not None else sys.stdout
@@ -77,7 +77,7 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
     timings = {}
     for sigma in sigmas:
         model = default_model_path(sigma)
-        sampler = OnnxSampler(str(model), sigma=float(sigma), batch_size=batch_size)
+        sampler = onnx_sampler(model, float(sigma), batch_size)
         for n in ns:
             tag = f"sigma{float(sigma):g}_n{n}"
             log = os.path.join(out_dir, f"counts_{tag}.jsonl")

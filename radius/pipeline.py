@@ -147,6 +147,16 @@ def _cert_kwargs(sigma, alpha, radius, reduction, bound, lipschitz, output_range
                 lipschitz=lipschitz, output_range=output_range)
 
 
+def _cert_config(kw: Dict[str, Any]) -> Dict[str, Any]:
+    """The certification part of a TSV's configuration (JSON-safe plain values)."""
+    def plain(v):
+        return v if v is None or isinstance(v, str) else (v.__name__ if callable(v) else float(v))
+
+    return {"alpha": float(kw["alpha"]), "radius": kw["radius"], "reduction": kw["reduction"],
+            "bound": plain(kw["bound"]), "lipschitz": plain(kw["lipschitz"]),
+            "output_range": plain(kw["output_range"])}
+
+
 def _dry_run(kw: Dict[str, Any], num_classes: int, mode: str) -> None:
     """Validate method names and parameters before any sampling (errors come from ``certify``).
 
@@ -309,8 +319,7 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
             log, log_recs = res.open_counts_log(counts_log, sampling)
         if out is not None:
             cfg = dict(sampling)
-            cfg.update(alpha=kw["alpha"], radius=radius, reduction=reduction, bound=bound,
-                       lipschitz=lipschitz, output_range=output_range)
+            cfg.update(_cert_config(kw))
             tsv, tsv_rows = res.open_tsv(out, cfg)
 
         certs: list = []
@@ -406,8 +415,7 @@ def recertify(counts_log: str, *, radius: str = "R2", reduction: str = "exact", 
     kept = 0
     if out is not None:
         cfg = dict(config)
-        cfg.update(alpha=kw["alpha"], radius=radius, reduction=reduction, bound=bound,
-                   lipschitz=lipschitz, output_range=output_range)
+        cfg.update(_cert_config(kw))
         tsv, rows = res.open_tsv(out, cfg)
         kept = len(rows)
     certs = []
