@@ -17,7 +17,11 @@ Procedure (one input)
 4. Stop when (a) every requested radius is decided, and/or (b) with ``tolerance``, the radius is pinned:
    ``R_up - R_low <= tolerance`` with ``R_low = max(0, sigma Phi^-1(L_t))``, ``R_up = max(0, sigma Phi^-1(U_t))``;
    when both ``radii`` and ``tolerance`` are given, both must hold; or (c) ``max_n`` estimation samples are drawn
-   (undecided radii stay ``"undecided"``).
+   (undecided radii stay ``"undecided"``).  *Futility* (``futility_z``, a power/cost heuristic that makes no
+   claim): a radius that could not be certified by ``max_n`` even if every remaining sample succeeded at the
+   optimistic rate ``p_hat + z sqrt(p_hat (1 - p_hat) / t)`` is marked ``"futile"`` (not certified) and counts
+   as decided for stopping.  Any stopping rule is valid here (see below); futility only trades a little power
+   for many fewer samples on inputs that sit just below a threshold.
 5. The certificate is Cohen's: prediction ``y`` and radius ``R_mono = sigma Phi^-1(L_tau)`` at the stopping time
    ``tau`` (abstain, ``-1``, when ``L_tau <= 1/2``).
 
@@ -30,7 +34,13 @@ One *two-sided* confidence sequence at total level ``alpha`` is used for everyth
   (:func:`confbounds.mixture.beta_binomial_cs`); both endpoints come from one Ville event at level ``alpha`` (no
   split).
 * ``bound="betting"`` (counts or soft scores): the hedged betting CS of Waudby-Smith & Ramdas
-  (:func:`confbounds.betting.betting_cs`, ``side="two-sided"``): lower and upper at ``alpha/2`` each.
+  (:func:`confbounds.betting.betting_cs`, ``side="two-sided"``): lower and upper at ``alpha/2`` each; the
+  running intersection over every ``t`` is used.
+* ``bound="cp-looks"`` (counts): a group-sequential alternative.  The look times ``t_1 < ... < t_J = max_n``
+  (:func:`look_schedule`) are fixed before sampling and the procedure can only stop at them, so two-sided
+  Clopper-Pearson intervals at level ``alpha / J`` at each look (``alpha / (2J)`` per side) hold simultaneously
+  at all looks by the union bound (Bonferroni over looks).  It is time-uniform over the looks only, and is
+  usually tighter than the mixture for interior ``p_A`` when ``J`` is about 10.
 
 On the complement of that single event (probability ``>= 1 - alpha``), at *every* time simultaneously, every
 certified and every refuted decision for *every* radius is correct, and the reported radius is a valid
@@ -66,9 +76,10 @@ from confbounds._validate import check_alpha, check_choice
 from .certify import Certificate
 
 __all__ = ["SequentialCertificate", "SequentialRun", "certify_sequential", "certify_dataset_sequential",
+           "look_schedule", "batch_model",
            "SEQUENTIAL_PRIOR", "BOUNDS"]
 
-BOUNDS = ("mixture", "betting")
+BOUNDS = ("mixture", "betting", "cp-looks")
 #: Beta mixing prior of the mixture CS used here: fixed before seeing data, it puts extra mass near p = 1
 #: where the top-class probability of a good smoothed classifier lives (any fixed prior keeps validity).
 SEQUENTIAL_PRIOR = (1.0, 0.1)
@@ -77,7 +88,7 @@ _THR_MARGIN = 1e-12
 #: Purpose tags of the per-input seeds (arbitrary distinct constants).
 _SEL, _EST = 0x5E9E1, 0x5E9E2
 
-CERTIFIED, REFUTED, UNDECIDED = "certified", "refuted", "undecided"
+CERTIFIED, REFUTED, UNDECIDED, FUTILE = "certified", "refuted", "undecided", "futile"
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +102,8 @@ class SequentialCertificate(Certificate):
     forward_passes : int
         Selection plus estimation samples drawn (``n0 + n``).
     decisions : dict
-        ``{radius: "certified" | "refuted" | "undecided"}`` for each requested radius.
+        ``{radius: "certified" | "refuted" | "futile" | "undecided"}`` for each requested radius; only
+        ``"certified"`` and ``"refuted"`` are claims (each holds on the CS event).
     stopped_by : str
         ``"decided"`` (all radii decided), ``"tolerance"``, ``"decided+tolerance"`` or ``"max_n"``.
     looks : int
@@ -213,10 +225,28 @@ def _seed(seed: int, idx: int, purpose: int, j: int = 0) -> int:
 
 # ----------------------------------------------------------------------------------------- the sequence
 
+def look_schedule(batch_size: int, growth: float, max_n: int) -> np.ndarray:
+    """Cumulative estimation sample sizes at which the CS is read: ``t_j = sum_{i<=j} ceil(b g^i)``, capped at
+    ``max_n`` (the last look is ``max_n``).  Fixed before sampling, so Bonferroni over looks (``cp-looks``) is valid.
+
+    >>> look_schedule(100, 2.0, 1000).tolist()
+    [100, 300, 700, 1000]
+    """
+    out = []
+    t = 0
+    j = 0
+    while t < max_n:
+        t = min(max_n, t + int(math.ceil(batch_size * growth ** j)))
+        out.append(t)
+        j += 1
+    return np.asarray(out, dtype=np.int64)
+
+
 class _Sequence:
     """State of one input's estimation phase: running CS and decisions (shared by both entry points)."""
 
-    def __init__(self, top, *, sigma, alpha, radii, tol, max_n, batch_size, growth, bound, prior, betting_method):
+    def __init__(self, top, *, sigma, alpha, radii, tol, max_n, batch_size, growth, bound, prior, betting_method,
+                 futility_z):
         self.top = int(top)
         self.sigma, self.alpha, self.radii, self.tol = sigma, alpha, radii, tol
         self.max_n, self.batch_size, self.growth = max_n, batch_size, growth
@@ -229,12 +259,13 @@ class _Sequence:
         self.thr = {r: float(special.ndtr(r / sigma)) for r in radii}
         self.decisions = {r: UNDECIDED for r in radii}
         self.stopped_by = ""
+        self.plan = look_schedule(batch_size, growth, max_n)
+        self.futility_z = futility_z
 
     def next_size(self) -> int:
         if self.stopped_by:
             return 0
-        want = int(math.ceil(self.batch_size * self.growth ** self.looks))
-        return int(min(want, self.max_n - self.t))
+        return int(self.plan[self.looks] - self.t)
 
     def update(self, successes: Optional[int] = None, values: Optional[np.ndarray] = None, size: int = 0) -> bool:
         """Add one batch (a success count, or the score values for betting); return True when done."""
@@ -247,10 +278,10 @@ class _Sequence:
             self.k += int(successes)
         self.t += int(size)
         self.looks += 1
-        if self.bound == "mixture":
-            from confbounds.mixture import beta_binomial_cs
-
-            lo, hi = beta_binomial_cs(int(self.k), self.t, self.alpha, side="two-sided", prior=self.prior)
+        if self.t != self.plan[self.looks - 1]:
+            raise RuntimeError(f"internal: look {self.looks} at t = {self.t}, planned {self.plan[self.looks - 1]}")
+        if self.bound in ("mixture", "cp-looks"):
+            lo, hi = self._count_bound(int(self.k), self.t)
         else:
             from confbounds.betting import betting_cs
 
@@ -265,7 +296,8 @@ class _Sequence:
                 self.decisions[r] = CERTIFIED
             elif self.high < c - _THR_MARGIN:
                 self.decisions[r] = REFUTED
-        decided = all(d != UNDECIDED for d in self.decisions.values())
+        self._futility()
+        decided = all(d != UNDECIDED for d in self.decisions.values())  # certified, refuted or futile
         pinned = self.tol is not None and self.radius_upper() - self.radius_lower() <= self.tol
         if (not self.radii or decided) and (self.tol is None or pinned):
             self.stopped_by = ("decided+tolerance" if self.radii and self.tol is not None
@@ -273,6 +305,40 @@ class _Sequence:
         elif self.t >= self.max_n:
             self.stopped_by = "max_n"
         return bool(self.stopped_by)
+
+    def _count_bound(self, k: int, t: int) -> Tuple[float, float]:
+        if self.bound == "mixture":
+            from confbounds.mixture import beta_binomial_cs
+
+            lo, hi = beta_binomial_cs(k, t, self.alpha, side="two-sided", prior=self.prior)
+        else:  # Clopper-Pearson at each planned look, Bonferroni over the looks (alpha / J, then /2 per side)
+            from confbounds.binomial import clopper_pearson
+
+            lo, hi = clopper_pearson(k, t, self.alpha / len(self.plan), side="two-sided")
+        return float(lo), float(hi)
+
+    def _futility(self) -> None:
+        """Give up radii that cannot be certified by ``max_n`` even at an optimistic success rate.
+
+        Optimistic rate ``p~ = p_hat + z sqrt(max(p_hat (1 - p_hat), 1/t) / t)``; if the lower bound at ``max_n``
+        with ``k + p~ (max_n - t)`` successes is still ``<= Phi(r / sigma)``, radius ``r`` is marked ``"futile"``
+        (not certified).  This only chooses when to stop; it makes no claim, so validity is untouched.
+        """
+        und = [r for r, d in self.decisions.items() if d == UNDECIDED]
+        if self.futility_z is None or not und or self.t >= self.max_n:
+            return
+        ph = self.k / self.t
+        pt = min(1.0, ph + self.futility_z * math.sqrt(max(ph * (1.0 - ph), 1.0 / self.t) / self.t))
+        kf = int(min(self.max_n, math.floor(self.k + pt * (self.max_n - self.t))))
+        if self.bound == "betting":  # heuristic projection with the mixture bound
+            from confbounds.mixture import beta_binomial_cs
+
+            lo_f = float(beta_binomial_cs(kf, self.max_n, self.alpha, side="lower", prior=self.prior))
+        else:
+            lo_f = self._count_bound(kf, self.max_n)[0]
+        for r in und:
+            if lo_f <= self.thr[r] + _THR_MARGIN:
+                self.decisions[r] = FUTILE
 
     def radius_lower(self) -> float:
         from .radii import r_mono
@@ -308,7 +374,7 @@ def _score_column(sampler) -> bool:
 def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, tolerance=None, max_n: int,
                        n0: int = 100, batch_size: int = 200, growth: float = 2.0, seed: int = 0,
                        bound: str = "mixture", prior=SEQUENTIAL_PRIOR,
-                       betting_method: str = "hedged") -> SequentialCertificate:
+                       betting_method: str = "hedged", futility_z: Optional[float] = 2.0) -> SequentialCertificate:
     """Certify one input with anytime-valid sequential sampling (see the module docstring).
 
     Parameters
@@ -341,7 +407,10 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
         indicator for a hardmax sampler).
     prior : (a, b)
         Beta prior of the mixture (default :data:`SEQUENTIAL_PRIOR`).
+        ``"cp-looks"``: Clopper-Pearson at each planned look at ``alpha / J`` (counts).
     betting_method : {"hedged", "prpl-eb"}
+    futility_z : float or None
+        Futility rule (module docstring, step 4); None disables it.  It never affects validity.
 
     Returns
     -------
@@ -373,7 +442,8 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
     selection = np.asarray(sampler.counts(x, n0, _seed(seed, 0, _SEL)))
     top = int(np.argmax(selection))
     seq = _Sequence(top, sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size,
-                    growth=growth, bound=bound, prior=prior, betting_method=betting_method)
+                    growth=growth, bound=bound, prior=prior, betting_method=betting_method,
+                    futility_z=_check_futility(futility_z))
     soft = bound == "betting"
     while True:
         b = seq.next_size()
@@ -388,6 +458,18 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
             break
     kind = "scores" if soft and _score_column(sampler) else "counts"
     return seq.certificate(selection, n0, int(len(selection)), kind)
+
+
+def _check_futility(z):
+    if z is None:
+        return None
+    try:
+        v = float(z)
+    except (TypeError, ValueError):
+        raise ValueError(f"futility_z must be None or a number >= 0, got {z!r}") from None
+    if isinstance(z, bool) or not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"futility_z must be None or a finite number >= 0, got {z!r}")
+    return v
 
 
 def _check_sampler_sigma(sampler, sigma: float) -> None:
@@ -432,8 +514,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
                                tolerance=None, max_n: int, n0: int = 100, batch_size: int = 200,
                                growth: float = 2.0, seed: int = 0, bound: str = "mixture",
                                prior=SEQUENTIAL_PRIOR, betting_method: str = "hedged",
-                               model_batch_size: Optional[int] = None, out: Optional[str] = None,
-                               progress: bool = False) -> SequentialRun:
+                               futility_z: Optional[float] = 2.0, model_batch_size: Optional[int] = None,
+                               out: Optional[str] = None, progress: bool = False) -> SequentialRun:
     """Sequentially certify a data set, keeping every model batch full by mixing undecided inputs.
 
     Every input runs the procedure of :func:`certify_sequential` (its own CS at level ``alpha``; selection and
@@ -452,7 +534,7 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
     inputs : array_like, shape (N, *x.shape)
     labels : array_like of int, shape (N,)
         Used only for :meth:`SequentialRun.certified_accuracy` and the ``correct`` column, never for sampling.
-    sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, seed, bound, prior, betting_method
+    sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, seed, bound, prior, betting_method, futility_z
         As in :func:`certify_sequential`.
     model_batch_size : int, optional
         Rows per forward pass (default ``sampler.batch_size`` or 1000).
@@ -478,7 +560,7 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
     >>> run = certify_dataset_sequential(s, xs, [1, 1, 0], sigma=0.5, radii=[0.25], max_n=20_000,
     ...                                  model_batch_size=512)
     >>> [c.decisions[0.25] for c in run.certificates], run.fill_rate > 0.5
-    (['certified', 'refuted', 'certified'], True)
+    (['certified', 'futile', 'certified'], True)
     """
     sigma, alpha, rr, tol, max_n, n0, batch_size, growth, prior = _check_args(
         sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound, prior, seed)
@@ -496,7 +578,7 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
         model_batch_size = int(getattr(sampler, "batch_size", 1000))
     B = _pos_int(model_batch_size, "model_batch_size")
     kw = dict(sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size, growth=growth,
-              bound=bound, prior=prior, betting_method=betting_method)
+              bound=bound, prior=prior, betting_method=betting_method, futility_z=_check_futility(futility_z))
     t0 = time.perf_counter()
     N = xs.shape[0]
     certs: List[Optional[SequentialCertificate]] = [None] * N
@@ -513,7 +595,7 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
             certs[i] = certify_sequential(sampler, xs[i], seed=_seed(seed, i, 0), n0=n0, max_n=max_n,
                                           radii=rr or None, tolerance=tol, batch_size=batch_size, growth=growth,
                                           bound=bound, prior=prior, betting_method=betting_method,
-                                          sigma=sigma, alpha=alpha)
+                                          sigma=sigma, alpha=alpha, futility_z=futility_z)
             passes += certs[i].forward_passes
             prog.update(1)
         sb = int(getattr(sampler, "batch_size", B))

@@ -1,0 +1,120 @@
+"""Benchmark: anytime-valid sequential certification vs fixed-n Cohen on the shipped digits ONNX model.
+
+Fixed n (Cohen, Rosenfeld & Kolter 2019): n0 = 100 selection + n = 100,000 estimation samples per input,
+Clopper-Pearson at alpha, R_mono (``radius.certify.certify(..., radius="Rmono", reduction="cohen")``).
+Sequential: ``radius.sequential.certify_dataset_sequential`` at the same alpha, deciding radii 0.25, 0.5, 0.75
+(beta-binomial mixture CS; the mixing scheduler packs several inputs per forward pass).
+
+Reports total forward passes (ratio), certified accuracy at each radius for both, wall-clock of both runs and the
+scheduler's batch fill rate.  Writes benchmarks/results/sequential.json.
+
+    .venv/bin/python benchmarks/sequential.py --inputs 200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from backends.models import default_model_path, load_digits_split  # noqa: E402
+from backends.onnx_sampler import OnnxSampler  # noqa: E402
+from radius.certify import certify  # noqa: E402
+from radius.pipeline import input_seeds  # noqa: E402
+from radius.sequential import certify_dataset_sequential  # noqa: E402
+
+SIGMA, ALPHA, RADII = 0.25, 0.001, (0.25, 0.5, 0.75)
+
+
+def fixed_n(sampler, xs, ys, n, n0, seed, cache):
+    if cache and os.path.exists(cache):
+        d = np.load(cache)
+        if d["sel"].shape[0] >= len(xs) and int(d["n"]) == n:
+            return d["sel"][:len(xs)], d["est"][:len(xs)], float(d["wall"]) * len(xs) / d["sel"].shape[0], True
+    t0 = time.perf_counter()
+    sel, est = [], []
+    for i, x in enumerate(xs):
+        s_sel, s_est = input_seeds(seed, i)
+        sel.append(sampler.counts(x, n0, s_sel))
+        est.append(sampler.counts(x, n, s_est))
+        print(f"\rfixed-n {i + 1}/{len(xs)} ({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    wall = time.perf_counter() - t0
+    sel, est = np.array(sel), np.array(est)
+    if cache:
+        np.savez(cache, sel=sel, est=est, n=n, wall=wall)
+    return sel, est, wall, False
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--inputs", type=int, default=200, help="first N inputs of the digits test split")
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--n0", type=int, default=100)
+    ap.add_argument("--max-n", type=int, default=100_000)
+    ap.add_argument("--batch-size", type=int, default=200, help="first estimation batch of the sequential run")
+    ap.add_argument("--model-batch-size", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default="/tmp/confbounds_sequential_fixed_n.npz",
+                    help="cache of the fixed-n counts ('' disables)")
+    ap.add_argument("--skip-sequential", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                   "sequential.json"))
+    args = ap.parse_args(argv)
+
+    xs, ys = load_digits_split("test")
+    xs, ys = xs[:args.inputs], ys[:args.inputs]
+    sampler = OnnxSampler(default_model_path(SIGMA), sigma=SIGMA, batch_size=args.model_batch_size,
+                          providers=["CPUExecutionProvider"])
+    sampler.counts(xs[0], args.model_batch_size, 0)  # warm-up
+
+    sel, est, wall_fixed, cached = fixed_n(sampler, xs, ys, args.n, args.n0, args.seed, args.cache)
+    certs = [certify(s, e, sigma=SIGMA, alpha=ALPHA, radius="Rmono", reduction="cohen") for s, e in zip(sel, est)]
+    fixed_acc = {r: float(np.mean([c.prediction == y and c.radius >= r for c, y in zip(certs, ys)])) for r in RADII}
+    fixed_passes = int(len(xs) * (args.n + args.n0))
+    result = {
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "config": {"sigma": SIGMA, "alpha": ALPHA, "radii": RADII, "inputs": len(xs), "n_fixed": args.n,
+                   "n0": args.n0, "max_n": args.max_n, "batch_size": args.batch_size,
+                   "model_batch_size": args.model_batch_size, "seed": args.seed, "bound": "mixture"},
+        "fixed_n": {"forward_passes": fixed_passes, "wall_s": wall_fixed, "wall_from_cache": cached,
+                    "certified_accuracy": fixed_acc},
+    }
+    print(f"fixed n: {fixed_passes} passes, {wall_fixed:.1f} s, certified accuracy {fixed_acc}")
+    if not args.skip_sequential:
+        run = certify_dataset_sequential(sampler, xs, ys, sigma=SIGMA, alpha=ALPHA, radii=RADII, max_n=args.max_n,
+                                         n0=args.n0, batch_size=args.batch_size, seed=args.seed,
+                                         model_batch_size=args.model_batch_size, progress=True)
+        seq_acc = {r: run.certified_accuracy(r) for r in RADII}
+        fp = np.array([c.forward_passes for c in run.certificates])
+        stops = {}
+        for c in run.certificates:
+            stops[c.stopped_by] = stops.get(c.stopped_by, 0) + 1
+        futile = {r: sum(c.decisions[r] == "futile" for c in run.certificates) for r in RADII}
+        result["sequential"] = {
+            "forward_passes": int(run.forward_passes), "wall_s": run.wall_time, "model_calls": run.model_calls,
+            "fill_rate": run.fill_rate, "certified_accuracy": seq_acc,
+            "per_input_forward_passes": {"median": float(np.median(fp)), "mean": float(fp.mean()),
+                                         "p90": float(np.quantile(fp, 0.9)), "max": int(fp.max())},
+            "stopped_by": stops, "futile": futile,
+        }
+        result["ratio_forward_passes"] = fixed_passes / run.forward_passes
+        result["ratio_wall"] = wall_fixed / run.wall_time
+        result["accuracy_difference_pp"] = {r: 100 * (seq_acc[r] - fixed_acc[r]) for r in RADII}
+        print(f"sequential: {run.forward_passes} passes ({result['ratio_forward_passes']:.1f}x fewer), "
+              f"{run.wall_time:.1f} s, fill rate {run.fill_rate:.4f}, median per input {np.median(fp):.0f}")
+        print(f"certified accuracy {seq_acc}; difference (pp) {result['accuracy_difference_pp']}; stops {stops}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=2, default=str)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
