@@ -159,20 +159,24 @@ def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, 
                     limit=done_locally, progress=False, model_id=res.file_hash(_model_path()), **RUN)
 
     kills = []
+    st: dict = {}
 
     def chaos(received, actors):
         if received == 3 and not kills:
             ray.kill(actors[0], no_restart=False)  # Ray restarts it
-            kills.append("restart")
+            kills.append(("restart", len(st["task_pids"])))
         elif received == 7 and len(kills) == 1:
             ray.kill(actors[1], no_restart=True)  # gone for good: the run finishes on actor 0
-            kills.append("dead")
+            kills.append(("dead", len(st["task_pids"])))
 
-    st: dict = {}
     certs = certify_dataset_ray(None, reference["x"], reference["y"], out=str(out), counts_log=str(log),
                                 limit=LIMIT, workers=2, progress=False, stats=st, on_result=chaos, **RUN)
-    assert kills == ["restart", "dead"]
+    assert [k for k, _ in kills] == ["restart", "dead"]
     assert st["actor_failures"] >= 2 and st["resubmitted"] >= 2, st
+    # the inputs after the second kill were certified by actor 0 in a new process (Ray's restart)
+    before = {pid for w, pid in st["task_pids"][:kills[0][1]] if w == 0}
+    after = {pid for w, pid in st["task_pids"][kills[1][1]:] if w == 0}
+    assert after and not (after & before), (before, after)
     _, cols = res.read_tsv(str(out))
     assert cols["idx"].tolist() == list(range(LIMIT))
     assert _lines_but_time(out) == reference["lines"]

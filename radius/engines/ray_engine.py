@@ -328,7 +328,10 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
         ``compute_s`` (sum of per-input time in the actors), ``tasks``,
         ``actor_failures``, ``resubmitted``, ``duplicates``, ``bytes_sent``,
         ``bytes_received`` (pickled sizes of task arguments and results),
-        ``receive_times`` (driver clock of every new result), ``pids``.
+        ``receive_times`` (driver clock of every new result), ``pids``,
+        ``task_pids`` (``(worker, pid)`` of every successful task),
+        ``work_s`` and ``driver_cpu_s`` (wall and driver CPU seconds of the
+        work loop), ``inputs`` (certified in this call).
     on_result : callable, optional
         ``on_result(results_received, actor_handles)`` after every task result
         (a hook for monitoring and for the fault-tolerance tests).
@@ -387,7 +390,7 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
 
     st: Dict[str, Any] = stats if stats is not None else {}
     st.update(tasks=0, actor_failures=0, resubmitted=0, duplicates=0, bytes_sent=0, bytes_received=0,
-              compute_s=0.0, receive_times=[], pids=set(), workers=workers)
+              compute_s=0.0, receive_times=[], pids=set(), task_pids=[], workers=workers)
     started = _connect(address, max(1, math.ceil(workers * cpus_per_worker)), ray_init_kwargs)
     actors: list = []
     files = None
@@ -448,6 +451,7 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
         pending: Dict[int, InputResult] = {}
         received = 0
         measure = stats is not None
+        t_work, cpu_work = time.perf_counter(), time.process_time()
         while files.next_idx < N:
             for w in range(workers):
                 while state[w] == "ok" and load[w] < queue_depth and todo:
@@ -497,6 +501,7 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
                 except RayTaskError as e:
                     raise e.as_instanceof_cause() from None
                 st["pids"].add(pid)
+                st["task_pids"].append((w, pid))
                 if measure:
                     st["bytes_received"] += _nbytes((pid, results))
                 for r in results:
@@ -516,6 +521,9 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
                 if on_result is not None:
                     on_result(received, actors)
         bar.close()
+        st["work_s"] = time.perf_counter() - t_work
+        st["driver_cpu_s"] = time.process_time() - cpu_work
+        st["inputs"] = N - files.start
         st["wall_s"] = time.perf_counter() - t_start
         return certs
     finally:
