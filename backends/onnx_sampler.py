@@ -86,6 +86,11 @@ class OnnxSampler:
         Read from the graph's output shape when static, else inferred by one forward pass (or the first call).
     session_options : onnxruntime.SessionOptions, optional
 
+    Notes
+    -----
+    ``x`` may have any real dtype; it is rounded to the graph's floating input dtype (float32 for the shipped
+    models) before the noise, drawn in that dtype, is added; values that overflow it are rejected.
+
     Examples
     --------
     >>> from backends.models import default_model_path, load_digits_split

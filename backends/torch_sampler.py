@@ -61,6 +61,12 @@ class TorchSampler:
         :class:`backends.OnnxSampler` (:func:`backends.base.numpy_noisy_batches`), copied to the device per
         batch: the two samplers then see bit-identical inputs.
 
+    Notes
+    -----
+    ``x`` (NumPy array or tensor, any real dtype) is cast to the model's parameter dtype. With
+    ``noise="torch"`` the stream depends on the device's generator, so counts are reproducible per device
+    (CPU and CUDA give different, equally valid, draws).
+
     Examples
     --------
     >>> import torch

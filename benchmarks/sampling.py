@@ -198,6 +198,7 @@ def main(argv=None):
     p.add_argument("--memory-child", nargs=2, metavar=("BACKEND", "WHO"))
     p.add_argument("--n-memory", type=int, default=10**6)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampling.json"))
     args = p.parse_args(argv)
     THREADS = args.threads
     if args.memory_child:
@@ -224,7 +225,7 @@ def main(argv=None):
         for backend in ("onnx", "torch"):
             result["memory"][backend] = memory(backend, n_mem)
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    out = ROOT / "benchmarks" / "results" / "sampling.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
