@@ -33,14 +33,14 @@ import hashlib
 import io
 import json
 import os
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 __all__ = [
     "TSV_FORMAT", "LOG_FORMAT", "COLUMNS", "SAMPLING_KEYS", "CERT_KEYS",
     "array_hash", "file_hash", "format_row", "open_tsv", "open_counts_log",
-    "read_tsv", "read_counts_log", "counts_to_str", "str_to_counts",
+    "read_tsv", "read_counts_log", "counts_to_str", "str_to_counts", "counts_record",
 ]
 
 TSV_FORMAT = "confbounds-certify/1"
