@@ -126,55 +126,83 @@ def _hedged_bets(y, log_thr, n_fixed, out):
     return sum_x / n, var_prev
 
 
-@njit(cache=True)
-def _logcap(y, lam, m, c, i0, i1, state):
-    """Add terms i0..i1-1 of the log-capital at ``m`` into ``state``.
+_CHUNK = 32  # factors multiplied before one log is taken (no overflow: each factor in [1 - c, 1 + lambda])
+_NSTATE = 7  # [sum of chunk logs, compensation, sum|z|, sum|chunk log|, derivative, pending product, pending count]
 
-    state = [sum, compensation, sum|g|, sum|z|, derivative].  Terms are
-    ``g_i = log(1 + z_i)``, ``z_i = lambda_i(m) (X_i - m)`` (``log`` of the
-    rounded ``1 + z`` errs by at most ``2u`` absolute plus ``u |g|``; the
-    certificate in :func:`_certified` accounts for it).
+
+@njit(cache=True)
+def _reset(state):
+    state[:] = 0.0
+    state[5] = 1.0
+
+
+@njit(cache=True)
+def _logcap(y, lam, m, c, i0, i1, state, want_der):
+    """Add factors i0..i1-1 of the capital ``K^+(m)`` into ``state``.
+
+    Factors ``1 + z_i``, ``z_i = lambda_i(m) (X_i - m)``, are multiplied in
+    chunks of :data:`_CHUNK` and the log of each chunk product is added with
+    Neumaier compensation: one ``log`` per 32 samples instead of one per
+    sample.  ``want_der`` also accumulates ``d log K / dm`` (for Newton).
     """
     cap = c / m if m > 0.0 else np.inf
     s = state[0]
     comp = state[1]
-    sg = state[2]
-    sz = state[3]
+    sz = state[2]
+    sl = state[3]
     der = state[4]
+    prod = state[5]
+    k = int(state[6])
     for i in range(i0, i1):
         li = lam[i]
         x = y[i]
         if li <= cap:
             z = li * (x - m)
-            der -= li / (1.0 + z)
+            if want_der:
+                der -= li / (1.0 + z)
         else:
             z = cap * (x - m)
-            der -= (c * x / (m * m)) / (1.0 + z)
-        g = math.log(1.0 + z)
-        tt = s + g
-        if abs(s) >= abs(g):
-            comp += (s - tt) + g
-        else:
-            comp += (g - tt) + s
-        s = tt
-        sg += abs(g)
+            if want_der:
+                der -= (c * x / (m * m)) / (1.0 + z)
+        prod *= 1.0 + z
         sz += abs(z)
+        k += 1
+        if k == _CHUNK:
+            g = math.log(prod)
+            tt = s + g
+            if abs(s) >= abs(g):
+                comp += (s - tt) + g
+            else:
+                comp += (g - tt) + s
+            s = tt
+            sl += abs(g)
+            prod = 1.0
+            k = 0
     state[0] = s
     state[1] = comp
-    state[2] = sg
-    state[3] = sz
+    state[2] = sz
+    state[3] = sl
     state[4] = der
+    state[5] = prod
+    state[6] = k
 
 
 @njit(cache=True)
 def _certified(state, t):
-    """(value, certified lower value) of a log-capital state after t terms.
+    """(value, certified lower value) of ``log K`` after t factors.
 
-    Error bound: Neumaier summation ``2u|S| + 4 t u^2 sum|g|``; per term
-    ``log`` and ``1 + z`` rounding ``u |g_i| + 2u + 2u |z_i|``; doubled.
+    Rounding of one factor ``fl(1 + fl(lambda fl(X - m)))`` is at most
+    ``u + 4.02 u |z|`` relative (``1 + z >= 1 - c = 1/2``), each product
+    step adds ``u``, so a chunk log errs by at most ``1.01 sum(2u + 4.02 u
+    |z_i|)`` plus ``u |log P|`` for ``log`` itself; Neumaier summation of the
+    chunk logs adds ``2u |S| + O(t u^2) sum|log P|``.  The bound used is
+    twice that: ``4u t + 8u sum|z| + 2u (sum|log P| + |log P_pending|) +
+    4u |S| + 4 t u^2 sum|log P|``.
     """
-    val = state[0] + state[1]
-    err = 4.0 * _U * (abs(val) + state[2] + state[3] + 2.0 * t) + 8.0 * t * _U * _U * state[2] + 1e-300
+    lp = math.log(state[5])
+    val = state[0] + state[1] + lp
+    err = (4.0 * _U * t + 8.0 * _U * state[2] + 2.0 * _U * (state[3] + abs(lp)) + 4.0 * _U * abs(val)
+           + 4.0 * t * _U * _U * state[3] + 1e-300)
     return val, val - err
 
 
@@ -182,8 +210,8 @@ def _certified(state, t):
 def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
     """Certified lower bound ``lo`` with ``hi - lo <= rtol * hi`` (see module doc)."""
     n = y.shape[0]
-    state[:] = 0.0
-    _logcap(y, lam, 0.0, c, 0, n, state)
+    _reset(state)
+    _logcap(y, lam, 0.0, c, 0, n, state, False)
     _, low0 = _certified(state, n)
     if low0 < log_thr:
         return 0.0
@@ -195,8 +223,8 @@ def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
     prev_width = hi - lo
     slow = 0
     for _ in range(300):
-        state[:] = 0.0
-        _logcap(y, lam, m, c, 0, n, state)
+        _reset(state)
+        _logcap(y, lam, m, c, 0, n, state, True)
         val, low = _certified(state, n)
         if low >= log_thr:
             lo = m
@@ -226,66 +254,217 @@ def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
     return lo
 
 
+@njit(cache=True)
+def _hedged_ci_col(y, j, log_thr, c, rtol, out):
+    n = y.shape[0]
+    lam = np.empty(n)
+    state = np.zeros(_NSTATE)
+    col = y[:, j]
+    mean, s2 = _hedged_bets(col, log_thr, float(n), lam)
+    guess = mean - math.sqrt(2.0 * s2 * log_thr / n) - log_thr / (2.0 * n)
+    out[j] = _hedged_root(col, lam, c, log_thr, rtol, guess, state)
+
+
+@njit(cache=True)
+def _hedged_ci_serial(y, log_thr, c, rtol, out):
+    for j in range(y.shape[1]):
+        _hedged_ci_col(y, j, log_thr, c, rtol, out)
+
+
 @njit(cache=True, parallel=True)
+def _hedged_ci_parallel(y, log_thr, c, rtol, out):
+    for j in prange(y.shape[1]):
+        _hedged_ci_col(y, j, log_thr, c, rtol, out)
+
+
+#: Column loops run on Numba's thread pool only above this many samples
+#: (thread start-up costs milliseconds on a busy machine).
+PARALLEL_MIN_ELEMENTS = 200_000
+
+
 def _hedged_ci_cols(y, log_thr, c, rtol):
-    n, k = y.shape
-    out = np.empty(k)
-    for j in prange(k):
-        lam = np.empty(n)
-        state = np.zeros(5)
-        col = y[:, j]
-        mean, s2 = _hedged_bets(col, log_thr, float(n), lam)
-        guess = mean - math.sqrt(2.0 * s2 * log_thr / n) - log_thr / (2.0 * n)
-        out[j] = _hedged_root(col, lam, c, log_thr, rtol, guess, state)
+    out = np.empty(y.shape[1])
+    if y.shape[1] > 1 and y.size >= PARALLEL_MIN_ELEMENTS:
+        _hedged_ci_parallel(y, log_thr, c, rtol, out)
+    else:
+        _hedged_ci_serial(y, log_thr, c, rtol, out)
     return out
 
 
 @njit(cache=True)
-def _grid_rejected(j, t, y, lam, c, G, log_thr, cache, upto, state):
-    """Advance the cached log-capital of grid point j/G to time t; certified test."""
-    if upto[j] < t:
-        for q in range(4):
-            state[q] = cache[j, q]
-        state[4] = 0.0
-        _logcap(y, lam, j / G, c, upto[j], t, state)
-        for q in range(4):
-            cache[j, q] = state[q]
-        upto[j] = t
-    else:
-        for q in range(4):
-            state[q] = cache[j, q]
-    _, low = _certified(state, t)
-    return low >= log_thr
+def _grid_threshold(row, t0, log_thr, zmax):
+    """Certified product threshold of a grid point for the chunk starting after t0 factors.
+
+    With ``S`` the (compensated) sum of completed chunk logs, the point is
+    rejected iff the pending product ``P >= exp(log_thr - S + errB) (1 + 4u)``,
+    where ``errB`` bounds the error of :func:`_certified` anywhere in the
+    next chunk (``|z| <= zmax``, ``|log P| <= LP = 32 max(log(1 + zmax),
+    log 2)``) plus the rounding of ``log_thr - S`` and of ``exp``.
+    """
+    s = row[0] + row[1]
+    lp = _CHUNK * max(math.log(1.0 + zmax), math.log(2.0))
+    t1 = t0 + _CHUNK
+    err = (4.0 * _U * t1 + 8.0 * _U * (row[2] + _CHUNK * zmax) + 2.0 * _U * (row[3] + lp)
+           + 4.0 * _U * (abs(s) + lp) + 4.0 * t1 * _U * _U * row[3] + 4.0 * _U * (log_thr + abs(s)) + 1e-300)
+    arg = log_thr - s + err
+    if arg > 700.0:
+        return np.inf
+    return math.exp(arg) * (1.0 + 4.0 * _U)
 
 
 @njit(cache=True)
-def _hedged_cs_path(col, log_thr, c, G, out, j):
-    """Hedged CS lower path of one sequence on the grid j/G (lazy evaluation)."""
+def _hedged_cs_path(col, log_thr, c, G, out, jcol):
+    """Hedged CS lower path of one sequence on the grid j/G (lazy evaluation).
+
+    ``cache[j] = [S, comp, sum|z|, sum|log P|, -, P, pending count,
+    threshold]`` holds the capital of grid point j/G after ``upto[j]``
+    factors (same arithmetic as :func:`_logcap`: chunked products,
+    Neumaier sum of chunk logs).  Point j is rejected at time t iff its
+    pending product reaches the certified threshold of
+    :func:`_grid_threshold`, renewed at each chunk boundary.
+
+    At each t the search starts from the previous answer ``jb`` and gallops
+    up (if ``jb`` is still rejected) or down, then bisects; by monotonicity
+    in m it returns the largest rejected grid index, exactly as a full-grid
+    scan would, while only the visited points are brought up to date.
+    """
     n = col.shape[0]
     lam = np.empty(n)
-    cache = np.zeros((G + 1, 4))
-    upto = np.zeros(G + 1, dtype=np.int64)
-    state = np.zeros(5)
     _hedged_bets(col, log_thr, 0.0, lam)
-    jb = 0
+    zmax = 0.0
+    for i in range(n):
+        if lam[i] > zmax:
+            zmax = lam[i]
+    cache = np.zeros((G + 1, 8))
+    thr0 = _grid_threshold(cache[0], 0, log_thr, zmax)
+    for q in range(G + 1):
+        cache[q, 5] = 1.0
+        cache[q, 7] = thr0
+    upto = np.zeros(G + 1, dtype=np.int64)
+    jb = 0  # largest rejected grid index at the previous time (0: none)
     for t in range(1, n + 1):
-        if jb == 0 or _grid_rejected(jb, t, col, lam, c, G, log_thr, cache, upto, state):
-            jj = jb
-            while jj + 1 < G and _grid_rejected(jj + 1, t, col, lam, c, G, log_thr, cache, upto, state):
-                jj += 1
+        # phase 0: test jb; 1: gallop up from lo; 2: gallop down from hi; 3: bisect (lo, hi)
+        if jb == 0:
+            phase = 1
+            lo = 0
+            hi = G
+            step = 1
         else:
-            jj = jb - 1
-            while jj >= 1 and not _grid_rejected(jj, t, col, lam, c, G, log_thr, cache, upto, state):
-                jj -= 1
-        jb = jj
-        out[t - 1, j] = jj / G
+            phase = 0
+            lo = jb
+            hi = jb
+            step = 1
+        while True:
+            if phase == 0:
+                j = jb
+            elif phase == 1:
+                if lo + step >= G:
+                    phase = 3
+                    hi = G
+                    continue
+                j = lo + step
+            elif phase == 2:
+                if hi - step < 1:
+                    phase = 3
+                    lo = 0
+                    continue
+                j = hi - step
+            else:
+                if hi - lo <= 1:
+                    break
+                j = (lo + hi) // 2
+            # ---- probe grid point j at time t (inlined: one call site) ----
+            if upto[j] < t:
+                m = j / G
+                cap = c / m
+                s = cache[j, 0]
+                comp = cache[j, 1]
+                sz = cache[j, 2]
+                sl = cache[j, 3]
+                prod = cache[j, 5]
+                k = int(cache[j, 6])
+                for i in range(upto[j], t):
+                    li = lam[i]
+                    if li > cap:
+                        li = cap
+                    z = li * (col[i] - m)
+                    prod *= 1.0 + z
+                    sz += abs(z)
+                    k += 1
+                    if k == _CHUNK:
+                        g = math.log(prod)
+                        tt = s + g
+                        if abs(s) >= abs(g):
+                            comp += (s - tt) + g
+                        else:
+                            comp += (g - tt) + s
+                        s = tt
+                        sl += abs(g)
+                        prod = 1.0
+                        k = 0
+                        cache[j, 0] = s
+                        cache[j, 1] = comp
+                        cache[j, 2] = sz
+                        cache[j, 3] = sl
+                        cache[j, 7] = _grid_threshold(cache[j], i + 1, log_thr, zmax)
+                cache[j, 0] = s
+                cache[j, 1] = comp
+                cache[j, 2] = sz
+                cache[j, 3] = sl
+                cache[j, 5] = prod
+                cache[j, 6] = k
+                upto[j] = t
+            rej = cache[j, 5] >= cache[j, 7]
+            # ---- state update ----
+            if phase == 0:
+                if rej:
+                    phase = 1
+                    lo = jb
+                    step = 1
+                else:
+                    phase = 2
+                    hi = jb
+                    step = 1
+            elif phase == 1:
+                if rej:
+                    lo = j
+                    step *= 2
+                else:
+                    hi = j
+                    phase = 3
+            elif phase == 2:
+                if rej:
+                    lo = j
+                    phase = 3
+                else:
+                    hi = j
+                    step *= 2
+            else:
+                if rej:
+                    lo = j
+                else:
+                    hi = j
+        jb = lo
+        out[t - 1, jcol] = lo / G
+
+
+@njit(cache=True)
+def _hedged_cs_serial(y, log_thr, c, G, out):
+    for j in range(y.shape[1]):
+        _hedged_cs_path(y[:, j], log_thr, c, G, out, j)
 
 
 @njit(cache=True, parallel=True)
-def _hedged_cs_cols(y, log_thr, c, G, out):
-    k = y.shape[1]
-    for j in prange(k):
+def _hedged_cs_parallel(y, log_thr, c, G, out):
+    for j in prange(y.shape[1]):
         _hedged_cs_path(y[:, j], log_thr, c, G, out, j)
+
+
+def _hedged_cs_cols(y, log_thr, c, G, out):
+    if y.shape[1] > 1 and y.size >= PARALLEL_MIN_ELEMENTS // 10:
+        _hedged_cs_parallel(y, log_thr, c, G, out)
+    else:
+        _hedged_cs_serial(y, log_thr, c, G, out)
 
 
 @njit(cache=True)
