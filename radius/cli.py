@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     c.add_argument("--batch-size", type=int, default=1000, help="noisy copies per model call (default 1000)")
     c.add_argument("--mode", default="counts", help="counts (hard smoothing, default) or scores (soft smoothing)")
+    c.add_argument("--simplex", default="hard", help="scores mode: hard, softmax or sparsemax (default hard)")
+    c.add_argument("--temperature", type=float, default=1.0, help="scores mode: softmax temperature (default 1)")
     c.add_argument("--out", default=None, help="results TSV (default: results/<data>_sigma<s>_n<n>_<reduction>_<radius>.tsv)")
     c.add_argument("--counts-log", default=None,
                    help="raw-counts log (default: results/<data>_sigma<s>_n0<n0>_n<n>_seed<seed>.counts.jsonl; "
@@ -135,7 +137,7 @@ def _load_torch(path: str):
     raise ValueError(f"--model {path!r} holds a {type(obj).__name__}, not a torch module")
 
 
-def onnx_sampler(model, sigma: float, batch_size: int = 1000):
+def onnx_sampler(model, sigma: float, batch_size: int = 1000, **kwargs):
     """An :class:`backends.onnx_sampler.OnnxSampler` with onnxruntime's thread spinning turned off.
 
     By default onnxruntime's intra-op threads keep spinning for a while after
@@ -149,11 +151,16 @@ def onnx_sampler(model, sigma: float, batch_size: int = 1000):
 
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return OnnxSampler(str(model), sigma=sigma, batch_size=batch_size, session_options=so)
+    return OnnxSampler(str(model), sigma=sigma, batch_size=batch_size, session_options=so, **kwargs)
 
 
-def load_sampler(model: Optional[str], sigma: float, batch_size: int = 1000):
-    """``(sampler, model_path)`` for ``--model`` (default: the shipped digits ONNX model for ``sigma``)."""
+def load_sampler(model: Optional[str], sigma: float, batch_size: int = 1000, simplex: str = "hard",
+                 temperature: float = 1.0):
+    """``(sampler, model_path)`` for ``--model`` (default: the shipped digits ONNX model for ``sigma``).
+
+    ``simplex`` and ``temperature`` set the map applied to the logits for score
+    matrices (``--mode scores``); counts always use the argmax.
+    """
     if model is None:
         from backends.models import default_model_path
 
@@ -162,11 +169,12 @@ def load_sampler(model: Optional[str], sigma: float, batch_size: int = 1000):
         raise ValueError(f"--model file {model!r} does not exist")
     low = model.lower()
     if low.endswith(".onnx"):
-        return onnx_sampler(model, sigma, batch_size), model
+        return onnx_sampler(model, sigma, batch_size, simplex=simplex, temperature=temperature), model
     if low.endswith((".pt", ".pth")):
         from backends.torch_sampler import TorchSampler
 
-        return TorchSampler(_load_torch(model), sigma=sigma, batch_size=batch_size), model
+        return TorchSampler(_load_torch(model), sigma=sigma, batch_size=batch_size, simplex=simplex,
+                            temperature=temperature), model
     raise ValueError(f"--model must be an .onnx or a torch .pt/.pth file, got {model!r}")
 
 
@@ -195,7 +203,7 @@ def _cmd_certify(a) -> int:
 
     sigma = _check_sigma(a.sigma)
     x, y, dname = load_data(a.data, a.split)
-    sampler, model_path = load_sampler(a.model, sigma, a.batch_size)
+    sampler, model_path = load_sampler(a.model, sigma, a.batch_size, a.simplex, a.temperature)
     out = a.out or os.path.join("results", f"{dname}_sigma{sigma:g}_n{a.n}_{a.reduction}_{a.radius}.tsv")
     log = a.counts_log
     if log is None and a.mode == "counts":

@@ -311,6 +311,10 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
             "n0": n0, "n": n, "seed": seed, "batch_size": _opt_int(getattr(sampler, "batch_size", None)),
             "mode": mode, "num_classes": m,
         }
+        if mode == "scores":  # the simplex map shapes the score matrices (counts only see the argmax)
+            sampling["simplex"] = getattr(sampler, "simplex", None)
+            t = getattr(sampler, "temperature", None)
+            sampling["temperature"] = None if t is None else float(t)
     tsv = log = None
     tsv_rows: List[str] = []
     log_recs: List[Dict[str, Any]] = []

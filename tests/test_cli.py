@@ -135,3 +135,16 @@ def test_console_script_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "radius", "certify", "--sigma", "0", "--no-progress"],
                        capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "sigma" in r.stderr
+
+
+def test_certify_scores_mode_softmax(tmp_path, capsys):
+    out = tmp_path / "soft.tsv"
+    rc, so, se = run(["certify", "--mode", "scores", "--simplex", "softmax", "--limit", 2, "--n", 200, "--n0", 20,
+                      "--reduction", "bonferroni", "--bound", "bernstein", "--out", out, "--no-progress"], capsys)
+    assert rc == 0, se
+    cfg, cols = res.read_tsv(str(out))
+    assert cfg["mode"] == "scores" and cfg["simplex"] == "softmax"
+    assert cols["estimation_counts"].tolist() == ["", ""]  # no counts in scores mode
+    rc, _, se = run(["certify", "--mode", "scores", "--simplex", "sparsemax", "--limit", 2, "--n", 200, "--n0", 20,
+                     "--reduction", "bonferroni", "--bound", "bernstein", "--out", out, "--no-progress"], capsys)
+    assert rc == 2 and "simplex" in se  # another configuration on the same file
