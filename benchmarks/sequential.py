@@ -2,8 +2,10 @@
 
 Fixed n (Cohen, Rosenfeld & Kolter 2019): n0 = 100 selection + n = 100,000 estimation samples per input,
 Clopper-Pearson at alpha, R_mono (``radius.certify.certify(..., radius="Rmono", reduction="cohen")``).
-Sequential: ``radius.sequential.certify_dataset_sequential`` at the same alpha, deciding radii 0.25, 0.5, 0.75
-(beta-binomial mixture CS; the mixing scheduler packs several inputs per forward pass).
+Sequential: ``radius.sequential.certify_dataset_sequential`` at the same alpha, deciding radii 0.25, 0.5, 0.75,
+max_n = 100,000, once per ``--bounds`` entry (default: the beta-binomial mixture CS and Clopper-Pearson at the
+planned looks); the mixing scheduler packs several inputs per forward pass.  The fixed-n counts are cached in
+``--cache`` so the sequential part can be rerun alone.
 
 Reports total forward passes (ratio), certified accuracy at each radius for both, wall-clock of both runs and the
 scheduler's batch fill rate.  Writes benchmarks/results/sequential.json.
@@ -63,6 +65,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp/confbounds_sequential_fixed_n.npz",
                     help="cache of the fixed-n counts ('' disables)")
+    ap.add_argument("--growth", type=float, default=2.0)
+    ap.add_argument("--futility-z", type=float, default=2.0)
+    ap.add_argument("--bounds", nargs="+", default=["mixture", "cp-looks"], help="sequential bounds to run")
     ap.add_argument("--skip-sequential", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                    "sequential.json"))
@@ -82,34 +87,41 @@ def main(argv=None):
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "config": {"sigma": SIGMA, "alpha": ALPHA, "radii": RADII, "inputs": len(xs), "n_fixed": args.n,
                    "n0": args.n0, "max_n": args.max_n, "batch_size": args.batch_size,
-                   "model_batch_size": args.model_batch_size, "seed": args.seed, "bound": "mixture"},
+                   "model_batch_size": args.model_batch_size, "seed": args.seed},
         "fixed_n": {"forward_passes": fixed_passes, "wall_s": wall_fixed, "wall_from_cache": cached,
                     "certified_accuracy": fixed_acc},
     }
     print(f"fixed n: {fixed_passes} passes, {wall_fixed:.1f} s, certified accuracy {fixed_acc}")
-    if not args.skip_sequential:
+    result["sequential"] = {}
+    for bound in ([] if args.skip_sequential else args.bounds):
         run = certify_dataset_sequential(sampler, xs, ys, sigma=SIGMA, alpha=ALPHA, radii=RADII, max_n=args.max_n,
-                                         n0=args.n0, batch_size=args.batch_size, seed=args.seed,
+                                         n0=args.n0, batch_size=args.batch_size, growth=args.growth, seed=args.seed,
+                                         bound=bound, futility_z=args.futility_z,
                                          model_batch_size=args.model_batch_size, progress=True)
         seq_acc = {r: run.certified_accuracy(r) for r in RADII}
         fp = np.array([c.forward_passes for c in run.certificates])
-        stops = {}
+        stops, decisions = {}, {r: {} for r in RADII}
         for c in run.certificates:
             stops[c.stopped_by] = stops.get(c.stopped_by, 0) + 1
-        futile = {r: sum(c.decisions[r] == "futile" for c in run.certificates) for r in RADII}
-        result["sequential"] = {
+            for r in RADII:
+                decisions[r][c.decisions[r]] = decisions[r].get(c.decisions[r], 0) + 1
+        rec = {
+            "bound": bound, "futility_z": args.futility_z, "growth": args.growth,
             "forward_passes": int(run.forward_passes), "wall_s": run.wall_time, "model_calls": run.model_calls,
             "fill_rate": run.fill_rate, "certified_accuracy": seq_acc,
             "per_input_forward_passes": {"median": float(np.median(fp)), "mean": float(fp.mean()),
                                          "p90": float(np.quantile(fp, 0.9)), "max": int(fp.max())},
-            "stopped_by": stops, "futile": futile,
+            "stopped_by": stops, "decisions": decisions,
+            "ratio_forward_passes": fixed_passes / run.forward_passes,
+            "ratio_wall": wall_fixed / run.wall_time,
+            "accuracy_difference_pp": {r: 100 * (seq_acc[r] - fixed_acc[r]) for r in RADII},
+            "same_top_class_as_fixed": float(np.mean([a.top == b.top for a, b in zip(run.certificates, certs)])),
         }
-        result["ratio_forward_passes"] = fixed_passes / run.forward_passes
-        result["ratio_wall"] = wall_fixed / run.wall_time
-        result["accuracy_difference_pp"] = {r: 100 * (seq_acc[r] - fixed_acc[r]) for r in RADII}
-        print(f"sequential: {run.forward_passes} passes ({result['ratio_forward_passes']:.1f}x fewer), "
-              f"{run.wall_time:.1f} s, fill rate {run.fill_rate:.4f}, median per input {np.median(fp):.0f}")
-        print(f"certified accuracy {seq_acc}; difference (pp) {result['accuracy_difference_pp']}; stops {stops}")
+        result["sequential"][bound] = rec
+        print(f"sequential ({bound}): {run.forward_passes} passes ({rec['ratio_forward_passes']:.1f}x fewer), "
+              f"{run.wall_time:.1f} s ({rec['ratio_wall']:.1f}x faster), fill rate {run.fill_rate:.4f}, "
+              f"median per input {np.median(fp):.0f}")
+        print(f"  certified accuracy {seq_acc}; difference (pp) {rec['accuracy_difference_pp']}; stops {stops}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2, default=str)

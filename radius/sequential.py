@@ -599,7 +599,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
             passes += certs[i].forward_passes
             prog.update(1)
         sb = int(getattr(sampler, "batch_size", B))
-        calls = sum(_calls(c.n0, sb) + _calls_seq(c, sb) for c in certs)
+        plan = look_schedule(batch_size, growth, max_n)
+        calls = sum(_calls(c.n0, sb) + _calls_seq(c, sb, plan) for c in certs)
         fill = passes / (calls * sb) if calls else float("nan")
         prog.close()
         run = SequentialRun(certs, ys, passes, calls, fill, time.perf_counter() - t0, sb, False)
@@ -703,9 +704,10 @@ def _calls(n: int, b: int) -> int:
     return -(-int(n) // int(b))
 
 
-def _calls_seq(c: SequentialCertificate, b: int) -> int:
-    # estimation batches of the fallback: sizes are not stored, bound the calls by one partial batch per look
-    return _calls(c.n, b) + max(0, c.looks - 1)
+def _calls_seq(c: SequentialCertificate, b: int, plan: np.ndarray) -> int:
+    """Model calls of the per-input fallback: one ``counts`` call per look, each split into batches of ``b``."""
+    sizes = np.diff(np.concatenate([[0], plan[:c.looks]]))
+    return int(sum(_calls(int(v), b) for v in sizes))
 
 
 class _Progress:
