@@ -46,14 +46,18 @@ def test_importing_the_engine_does_not_import_ray():
     (dict(n=0), "n"),
     (dict(mode="soft"), "mode"),
     (dict(sigma=-0.25), "sigma"),
+    (dict(limit=3), "limit"),
+    (dict(model="/nonexistent/model.onnx"), "does not exist"),
+    (dict(model="model.h5"), "onnx"),
 ])
 def test_bad_arguments_are_refused_before_ray_starts(kwargs, match):
     from radius.engines.ray_engine import certify_dataset_ray
 
     args = dict(sigma=0.25, workers=1)
     args.update(kwargs)
+    model = args.pop("model", None)
     with pytest.raises(ValueError, match=match):
-        certify_dataset_ray(None, np.zeros((2, 1, 8, 8), np.float32), np.zeros(2, np.int64), **args)
+        certify_dataset_ray(model, np.zeros((2, 1, 8, 8), np.float32), np.zeros(2, np.int64), **args)
 
 
 def test_a_sampler_object_is_refused_as_model():
@@ -67,7 +71,7 @@ def test_a_sampler_object_is_refused_as_model():
 
 def test_certify_one_equals_the_local_loop_row_for_row(reference):
     """The per-input function the actors run reproduces the local engine's rows (no Ray involved)."""
-    from radius.engines.local import cert_config, certify_one  # noqa: F401
+    from radius.engines.local import certify_one
     from radius.pipeline import _cert_kwargs
 
     sampler, x, y = reference["sampler"], reference["x"], reference["y"]

@@ -144,9 +144,10 @@ class ModelSpec:
 
             from backends.onnx_sampler import OnnxSampler
 
-            so = None
+            so = ort.SessionOptions()
+            # no spinning threads between runs (they take CPU from the bounds; as radius.cli.onnx_sampler)
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads is not None:
-                so = ort.SessionOptions()
                 so.intra_op_num_threads = int(threads)
                 so.inter_op_num_threads = 1
             providers = list(self.providers) if self.providers is not None else None
@@ -379,8 +380,14 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
     x_all = np.asarray(inputs)
     if x_all.ndim < 1 or x_all.shape[0] == 0:
         raise ValueError(f"inputs must be an array of shape (N, ...) with N >= 1, got shape {x_all.shape}")
+    if limit is not None:
+        limit = _check_pos_int(limit, "limit")
+        if limit > x_all.shape[0]:
+            raise ValueError(f"limit={limit} exceeds the number of inputs ({x_all.shape[0]})")
     kw = _cert_kwargs(sigma, alpha, radius, reduction, bound, lipschitz, output_range)
     path = spec.resolved_path()
+    if path is not None and address is None and not os.path.exists(path):
+        raise ValueError(f"model file {path!r} does not exist")
     driver_hash = None
     if spec.model_id is None and path is not None and os.path.exists(path):
         driver_hash = res.file_hash(path)
@@ -406,7 +413,12 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
         actors = [remote_cls.options(**opts).remote(wspec, run_cfg, gpus_per_worker) for _ in range(workers)]
 
         # every actor loaded the same model: identity, classes, batch size
-        infos = ray.get([a.info.remote(x_all[0]) for a in actors])
+        try:
+            infos = ray.get([a.info.remote(x_all[0]) for a in actors])
+        except RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        except RayActorError as e:
+            raise RuntimeError(f"a Ray worker could not start (building the sampler failed): {e}") from None
         st["startup_s"] = time.perf_counter() - t_start
         st["actor_load_s"] = [i["load_s"] for i in infos]
         st["actor_warmup_s"] = [i["warmup_s"] for i in infos]
@@ -425,12 +437,7 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
                              "a certificate is only valid for the noise actually added")
         m = info["num_classes"]
         x, y = _check_data(x_all, labels, m)
-        N = x.shape[0]
-        if limit is not None:
-            limit = _check_pos_int(limit, "limit")
-            if limit > N:
-                raise ValueError(f"limit={limit} exceeds the number of inputs ({N})")
-            N = limit
+        N = x.shape[0] if limit is None else limit
         dry_run(kw, m, n0, n, mode)
 
         sampling = None
