@@ -104,20 +104,22 @@ The tail posynomial has up to ``(n+1)(n+2)/2`` terms (the outcomes with
 term (it sits on the wrong side of the inequality), so a step costs one O(n^2)
 NumPy pass (tail and condensation exponents) plus one 3-variable GP (a few ms
 of cvxpy/Clarabel time, most of it cvxpy overhead), and the multi-start scan
-one O(41 n^2) pass.  Median time of one call (``benchmarks/signomial_speed.py``,
-8 random problems near a bound inversion per n, 6 linear and 2 probit; 2 cores
-shared with other jobs, load average about 10, so an idle machine is faster)::
+one O(41 n^2) pass.  Median wall time of one call, default formulation
+(``benchmarks/signomial_speed.py``: 8 random problems near a bound inversion
+per n, 6 linear and 2 probit; 2 cores shared with other jobs at load average
+10-14, so an idle machine is faster)::
 
-    n =   20:  0.43 s     n =  200:  0.39 s     n = 1000:  2.7 s
-    n =   50:  0.58 s     n =  500:  1.4 s      n = 2000:  8.3 s
-    n =  100:  0.52 s
+    n =   20:  0.33 s     n =  200:  0.32 s     n = 1000:   2.0 s
+    n =   50:  0.39 s     n =  500:  0.78 s     n = 2000:  17 s
+    n =  100:  0.45 s
 
-against 0.3-25 ms for the certified curve search (``certified_sup``) in the
-same run, i.e. 20 to 1600 times slower.  Up to n of a few hundred the time is
-the fixed GP overhead of about 10-30 steps; from n of about 1000 the O(n^2)
-enumerations take over (memory about 8 n^2 / 2 bytes per array) and a call
-takes seconds.  Practical for n up to a few hundred; beyond that use it only
-for spot checks.  See ``docs/validation/signomial.md`` for the latest run.
+against 0.4-64 ms for the certified curve search (``certified_sup``) in the
+same run, i.e. 40 to 1100 times slower.  Up to n of a few hundred the time is
+the fixed cvxpy overhead of 5-30 GP steps; from n of about 1000 the O(n^2)
+enumerations take over (the 41-point scan alone holds 41 n^2 / 2 floats) and a
+call takes seconds, at n = 2000 tens of seconds.  Practical for n up to a few
+hundred; beyond that use it only for spot checks.  ``docs/validation/signomial.md``
+has the full table.
 
 References
 ----------
@@ -222,9 +224,12 @@ class _TailPosynomial:
     def log_value_and_exponents(self, q) -> Tuple[float, np.ndarray]:
         """``log P(q)`` and the condensation exponents ``a_j = E_q[X_j | T >= t]``."""
         q = np.asarray(q, dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lq = np.log(q)
-            terms = np.where(self.x > 0, self.x * lq[:, None], 0.0).sum(axis=0)
+        if np.all(q > 0):
+            terms = np.log(q) @ self.x
+        else:  # 0 * log(0) = 0 for the coordinates with zero count
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lq = np.log(q)
+                terms = np.where(self.x > 0, self.x * lq[:, None], 0.0).sum(axis=0)
         lw = self.logc + terms
         m = np.max(lw)
         if not np.isfinite(m):
@@ -236,11 +241,17 @@ class _TailPosynomial:
         return logp, a
 
     def log_values(self, Q) -> np.ndarray:
-        """``log P(q)`` for each row of ``Q`` (shape (r, 3)), in one vectorised pass."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lQ = np.log(np.asarray(Q, dtype=float))  # (r, 3)
-            terms = np.where(self.x[None, :, :] > 0, self.x[None, :, :] * lQ[:, :, None], 0.0).sum(axis=1)
-        return special.logsumexp(self.logc[None, :] + terms, axis=1)
+        """``log P(q)`` for each row of ``Q`` (shape (r, 3), positive entries), in chunks of rows."""
+        Q = np.asarray(Q, dtype=float)
+        if np.any(Q <= 0):
+            return np.array([self.log_value_and_exponents(q)[0] for q in Q])
+        lQ = np.log(Q)
+        out = np.empty(len(Q))
+        step = max(1, 2_000_000 // max(self.size, 1))  # at most ~16 MB per chunk
+        for i in range(0, len(Q), step):
+            lw = self.logc[None, :] + lQ[i:i + step] @ self.x  # (rows, K)
+            out[i:i + step] = special.logsumexp(lw, axis=1)
+        return out
 
     def value(self, q) -> float:
         if self.size == 0:
@@ -622,8 +633,8 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
     Notes
     -----
     Cost per step: one O(n^2) enumeration plus one 3-variable GP; practical
-    up to ``n`` of a few hundred, about 0.5 s at n = 100 and seconds from
-    n = 1000 on (module docstring for the measured times).
+    up to ``n`` of a few hundred: about 0.45 s at n = 100, 2 s at n = 1000,
+    17 s at n = 2000 (module docstring for the measured times).
 
     Examples
     --------
