@@ -14,7 +14,7 @@ import pytest
 from radius import results as res
 
 REPO = Path(__file__).resolve().parents[1]
-LIMIT = 30
+LIMIT = 40
 
 
 def _cmd(out, log):
