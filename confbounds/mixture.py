@@ -31,11 +31,12 @@ Numerics and rounding (SPEC 2.4).  A point ``p`` counts as *rejected* (outside `
 ``log M_t(p) - log(1/alpha) >= tol`` with the safety margin ``tol = 1e-10 * (|c_t| + k |log p| + (t - k)
 |log(1 - p)| + log(1/alpha) + 2 log Gamma(a + b + t) + 2 |log B(a, b)|) + 1e-12``, which dominates the error of
 ``scipy.special.betaln`` and of the sums (relative error a few ``1e-16`` each).  Each endpoint is found per entry
-(Numba) by halving the distance to ``p_hat`` until a point is certified rejected, then Newton steps towards
-the boundary from outside: ``log M_t`` is convex, so every exact Newton iterate stays outside the set, and an
-iterate (aimed at the level ``2 tol``) is accepted only if it is certified rejected; iteration stops when the step is below ``1e-14 min(p,
-1 - p)`` (or ``4e-16``).  Every reported endpoint is therefore a point certified to lie outside the open
-interval ``C_t``: rounding and early stopping can only widen the confidence set, by a relative ``~1e-14``.
+(Numba) by trying ``p_hat / 2, p_hat / 4, ...`` (upper: ``1 - (1 - p_hat) / 2^j``) until a point is certified
+rejected, then Newton steps towards the boundary from outside: ``log M_t`` is convex, so every exact Newton
+iterate stays outside the set, and an iterate (aimed at the level ``2 tol``) is accepted only if it is
+certified rejected; iteration stops when the step is below ``1e-14 min(p, 1 - p)`` (or ``4e-16``).  Every
+reported endpoint is therefore a point certified to lie outside the open interval ``C_t``: rounding and early
+stopping can only widen the confidence set, by a relative ``~1e-14``.
 
 References
 ----------
@@ -106,8 +107,8 @@ def _log_m_parts(k, n, a, b):
 def beta_binomial_log_martingale(k, n, p, prior=DEFAULT_PRIOR) -> np.ndarray:
     """``log M_n(p)`` of the beta-binomial mixture after ``k`` successes in ``n`` trials (broadcasts).
 
-    ``M_n(p) = B(a + k, b + n - k) / (B(a, b) p^k (1 - p)^(n - k))`` (Robbins 1970; Howard et al. 2021, Section 3); it is
-    ``+inf`` where the null ``p`` is impossible (``p = 0`` with ``k > 0``, ``p = 1`` with ``k < n``).
+    ``M_n(p) = B(a + k, b + n - k) / (B(a, b) p^k (1 - p)^(n - k))`` (Robbins 1970; Howard et al. 2021,
+    Section 3); it is ``+inf`` where the null ``p`` is impossible (``p = 0`` with ``k > 0``, ``p = 1`` with ``k < n``).
 
     >>> float(beta_binomial_log_martingale(0, 0, 0.3))
     0.0
