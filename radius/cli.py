@@ -56,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mode", default="counts", help="counts (hard smoothing, default) or scores (soft smoothing)")
     c.add_argument("--simplex", default="hard", help="scores mode: hard, softmax or sparsemax (default hard)")
     c.add_argument("--temperature", type=float, default=1.0, help="scores mode: softmax temperature (default 1)")
-    c.add_argument("--out", default=None, help="results TSV (default: results/<data>_sigma<s>_n<n>_<reduction>_<radius>.tsv)")
+    c.add_argument("--out", default=None,
+                   help="results TSV (default: results/<data>_<model>_sigma<s>_n<n>_<reduction>_<radius>.tsv)")
     c.add_argument("--counts-log", default=None,
-                   help="raw-counts log (default: results/<data>_sigma<s>_n0<n0>_n<n>_seed<seed>.counts.jsonl; "
+                   help="raw-counts log (default: results/<data>_<model>_sigma<s>_n0<n0>_n<n>_seed<seed>.counts.jsonl; "
                         "'none' to disable)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -204,10 +205,11 @@ def _cmd_certify(a) -> int:
     sigma = _check_sigma(a.sigma)
     x, y, dname = load_data(a.data, a.split)
     sampler, model_path = load_sampler(a.model, sigma, a.batch_size, a.simplex, a.temperature)
-    out = a.out or os.path.join("results", f"{dname}_sigma{sigma:g}_n{a.n}_{a.reduction}_{a.radius}.tsv")
+    stem = f"{dname}_{os.path.splitext(os.path.basename(model_path))[0]}"
+    out = a.out or os.path.join("results", f"{stem}_sigma{sigma:g}_n{a.n}_{a.reduction}_{a.radius}.tsv")
     log = a.counts_log
     if log is None and a.mode == "counts":
-        log = os.path.join("results", f"{dname}_sigma{sigma:g}_n0{a.n0}_n{a.n}_seed{a.seed}.counts.jsonl")
+        log = os.path.join("results", f"{stem}_sigma{sigma:g}_n0{a.n0}_n{a.n}_seed{a.seed}.counts.jsonl")
     if log is not None and log.lower() == "none":
         log = None
     certs = certify_dataset(sampler, x, y, sigma=sigma, alpha=a.alpha, n0=a.n0, n=a.n, radius=a.radius,
