@@ -20,7 +20,10 @@ observed value (the report's ``P(theta_hat <= theta_obs)``, SPEC 8.1, is not
 offered).  The supremum is nondecreasing in ``L``; the search brackets the
 answer from a normal-approximation guess, stepping down as far as the bottom
 of the range (``-1``, ``-40`` for the probit margin: SPEC 8.2), then bisects
-until the bracket is narrower than ``tol``.  The returned value is the left
+until the bracket is narrower than ``tol`` (default ``1e-3`` standard errors).  A
+tested ``L`` whose supremum cannot be placed on one side of ``alpha`` once it
+is bracketed within a relative ``UNDECIDED_RTOL = 1e-2``, or within the node
+budget, counts as not rejected (conservative).  The returned value is the left
 end of the bracket, an ``L`` at which rejection was *certified*, so the result
 is valid whatever ``tol`` (``tol`` only costs tightness).  If even the bottom
 is not rejected the trivial bound (``-1``, ``-inf``) is returned.  For the
@@ -73,9 +76,9 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy import special
 
-from ._validate import check_alpha, check_choice, check_counts
-from .binomial import clopper_pearson
-from .nuisance import MARGINS, PROBIT_CAP, _KIND, invert_core, margin_range, taylor_tables
+from ._validate import check_alpha, check_choice, check_integer_array
+from .binomial import SAFETY_RTOL
+from .nuisance import MARGINS, _KIND, _h, invert_core, margin_range, taylor_tables
 from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_order, log_factorial_table,
                         observed_statistic, threshold_table)
 
@@ -83,6 +86,12 @@ __all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTIC
 
 METHODS = ("exact", "bonferroni")
 _EPS = float(np.finfo(float).eps)
+#: Default bisection tolerance on L, in (approximate) standard errors of the estimate.
+TOL_SE = 1e-3
+#: A tested L is "undecided" (hence not rejected: conservative) once the branch-and-bound
+#: brackets the supremum within this relative width around the threshold; at most about
+#: ``UNDECIDED_RTOL / z_alpha`` standard errors of tightness are lost.
+UNDECIDED_RTOL = 1e-2
 #: Default Berger–Boos slack as a fraction of the level, used with ``berger_boos=True``.
 BERGER_BOOS_FRACTION = 0.1
 
@@ -146,22 +155,42 @@ class MarginBound:
     nodes: int = 0
 
 
-def _scalar_count(v, name):
+def _count(v, name):
+    """A scalar non-negative integer count (fast path for Python/NumPy ints)."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        iv = int(v)
+        if iv < 0:
+            raise ValueError(f"{name} must be non-negative, got {v!r}")
+        return iv
     arr = np.asarray(v)
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar count, got shape {arr.shape}")
-    return arr
+    return int(check_integer_array(v, name))
 
 
 def _check_inputs(x1, x2, n, alpha):
-    for v, name in ((x1, "x1"), (x2, "x2"), (n, "n")):
-        _scalar_count(v, name)
-    x1a, na = check_counts(x1, n, "x1", "n")
-    x2a, _ = check_counts(x2, n, "x2", "n")
-    x1i, x2i, ni = int(x1a), int(x2a), int(na)
+    x1i, x2i, ni = _count(x1, "x1"), _count(x2, "x2"), _count(n, "n")
+    if ni < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    for v, iv, name in ((x1, x1i, "x1"), (x2, x2i, "x2")):
+        if iv > ni:
+            raise ValueError(f"{name} must be <= n, got {name}={v!r} with n={n!r}")
     if x1i + x2i > ni:
         raise ValueError(f"x1 + x2 must be <= n, got x1={x1!r}, x2={x2!r}, n={n!r}")
     return x1i, x2i, ni, check_alpha(alpha)
+
+
+def _cp(k, n, level, side):
+    """One-sided Clopper–Pearson bound (scalar) with the outward margin of :mod:`confbounds.binomial`."""
+    if side == "lower":
+        if k == 0:
+            return 0.0
+        v = float(special.betaincinv(k, n - k + 1.0, level))
+        return v * (1.0 - SAFETY_RTOL)
+    if k == n:
+        return 1.0
+    v = float(special.betaincinv(k + 1.0, n - k, 1.0 - level))
+    return min(v * (1.0 + SAFETY_RTOL), 1.0)
 
 
 def _down(v: float, k: int = 2) -> float:
@@ -172,8 +201,8 @@ def _down(v: float, k: int = 2) -> float:
 
 def _bonferroni(x1, x2, n, level, margin, M=None) -> float:
     """Two Clopper–Pearson halves at level/2; the difference rounded down."""
-    lo1 = float(clopper_pearson(x1, n, level / 2.0, "lower"))
-    hi2 = float(clopper_pearson(x2, n, level / 2.0, "upper"))
+    lo1 = _cp(x1, n, level / 2.0, "lower")
+    hi2 = _cp(x2, n, level / 2.0, "upper")
     if margin == "linear":
         return _down(lo1 - hi2)
     if margin == "probit":
@@ -182,11 +211,10 @@ def _bonferroni(x1, x2, n, level, margin, M=None) -> float:
         a, b = float(special.ndtri(lo1)), float(special.ndtri(hi2))
         # ndtri is accurate to ~1e-15 relative; move down by a wider margin
         return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
-    # taylor: Phi^{-1}_M is increasing, evaluate at the CP ends
-    from .taylor import phi_inv_taylor
-
-    a = float(phi_inv_taylor(lo1, M))
-    b = float(phi_inv_taylor(hi2, M))
+    # taylor: Phi^{-1}_M is increasing, evaluate it (Horner, SPEC 6) at the CP ends
+    acoef = taylor_tables(M)[0]
+    a = float(_h(lo1, acoef))
+    b = float(_h(hi2, acoef))
     return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
 
 
@@ -219,12 +247,12 @@ def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol
     acoef, ccoef, H = taylor_tables(M)
     lo_r, hi_r = margin_range(margin, M)
     if tol is None:
-        tol = 1e-4 * max(se, 1.0 / n)
+        tol = TOL_SE * max(se, 1.0 / n)
     step0 = 0.5 * max(se, 1.0 / n)
     kvec = threshold_table(n, t, statistic, M)
     res = invert_core(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
-                      _LOGCUT)
+                      _LOGCUT, UNDECIDED_RTOL)
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
 
 
@@ -243,7 +271,7 @@ def _exact(x1, x2, n, level, margin, statistic, M, gamma, tol, max_nodes):
         return dict(out, bound=-math.inf, branch="trivial", tol=0.0, nodes=0)
     pihi = 1.0
     if gamma > 0.0:
-        pihi = float(clopper_pearson(x1 + x2, n, gamma, "upper"))
+        pihi = _cp(x1 + x2, n, gamma, "upper")
     guess, se = _guess(t, n, level, margin, statistic, x1, x2, H)
     L, st, ub, lb, q1, q2, nodes, bottom, tol = _exact_cached(
         t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes)
@@ -272,8 +300,10 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         ``q1 - q2``, ``Phi^{-1}(q1) - Phi^{-1}(q2)``, or the probit margin via
         the Taylor route (module docstring).
     method : {"exact", "bonferroni"}
-    statistic : {"difference", "plugin"}
-        ``X1 - X2`` or ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` (exact method).
+    statistic : {"difference", "plugin", "studentized"}
+        ``X1 - X2``, ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` or
+        ``(X1 - X2)/sqrt(X1 + X2 + 1)`` (exact method; any statistic gives a
+        valid bound, SPEC 4.1).
     taylor_order : int, optional
         ``M`` of ``Phi^{-1}_M`` (Taylor margin, plug-in statistic); default 100.
     berger_boos : None, bool or float
@@ -285,7 +315,7 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         Taylor route: ``alpha1 = alpha_split * alpha`` for the ``q1 >= 1/2``
         test and the Taylor bound, ``alpha2 = alpha - alpha1`` for the fallback.
     tol : float, keyword-only
-        Bisection tolerance on ``L`` (default ``1e-4`` standard errors).
+        Bisection tolerance on ``L`` (default ``1e-3`` standard errors).
     max_nodes : int, keyword-only
         Tail evaluations allowed per tested ``L``; an undecided ``L`` counts
         as not rejected (conservative).
@@ -343,7 +373,7 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         a1 = split * alpha
         a2 = alpha - a1
         base["alpha_test"] = a1
-        passed = float(clopper_pearson(x1, n, a1, "lower")) > 0.5
+        passed = _cp(x1, n, a1, "lower") > 0.5
         if passed and method == "exact":
             r = _exact(x1, x2, n, a1, "taylor", statistic, M, 0.0, tol, max_nodes)
             if r["branch"] == "exact":

@@ -529,7 +529,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
     L : float
         Hypothesised margin level.
     margin : {"linear", "probit", "taylor"}
-    statistic : {"difference", "plugin"}
+    statistic : {"difference", "plugin", "studentized"}
     taylor_order : int, optional
         ``M`` for the Taylor margin and the plug-in statistic (default 100).
     tol : float

@@ -5,9 +5,15 @@ statistics are offered (SPEC 4.1):
 
 * ``"difference"``: ``T(X) = X1 - X2`` (integer valued);
 * ``"plugin"``: ``T(X) = Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)``, the report's
-  plug-in of the Taylor probit margin (``M = taylor_order``, SPEC 6).
+  plug-in of the Taylor probit margin (``M = taylor_order``, SPEC 6);
+* ``"studentized"``: ``T(X) = (X1 - X2) / sqrt(X1 + X2 + 1)``.  With
+  ``d = x1 - x2``, ``s = x1 + x2``, ``|d| <= s``: a 3 -> 1 move gives
+  ``(d+1)/sqrt(s+2) >= d/sqrt(s+1)`` (for ``d >= 0`` this is
+  ``(2d+1)(s+1) >= d^2``; for ``d < 0`` both numerator and denominator help),
+  a 2 -> 3 move gives ``(d+1)/sqrt(s) >= d/sqrt(s+1)`` (for ``d = -m <= -1``
+  this is ``m^2 <= (2m-1)(s+1)``), a 2 -> 1 move raises ``d`` by 2.
 
-Both do not decrease when one trial moves from category 3 to 1, from 2 to 3
+All three do not decrease when one trial moves from category 3 to 1, from 2 to 3
 or from 2 to 1.  Hence, for a fixed ``s = x1 + x2``, the tail set
 ``{x1 : T(x1, s - x1) >= t}`` is an up-set ``{x1 >= k(s)}`` and
 ``k(s) <= k(s+1) <= k(s) + 1``.  With ``S = X1 + X2 ~ Bin(n, pi)``,
@@ -68,7 +74,7 @@ __all__ = [
     "plugin_table",
 ]
 
-STATISTICS = ("difference", "plugin")
+STATISTICS = ("difference", "plugin", "studentized")
 #: Default order ``M`` of ``Phi^{-1}_M`` for the plug-in statistic and the Taylor margin.
 DEFAULT_TAYLOR_ORDER = 100
 #: Mass threshold below which binomial tails are pruned (bounded and added back).
@@ -129,8 +135,33 @@ def observed_statistic(x1: int, x2: int, n: int, statistic: str = "difference",
     check_choice(statistic, "statistic", STATISTICS)
     if statistic == "difference":
         return int(x1) - int(x2)
+    if statistic == "studentized":
+        return _stud(int(x1), int(x2))
     h = plugin_table(n, taylor_order)
     return float(h[int(x1)] - h[int(x2)])
+
+
+@njit(cache=True)
+def _stud(x1, x2):
+    return (x1 - x2) / math.sqrt(x1 + x2 + 1.0)
+
+
+@njit(cache=True)
+def _kvec_stud(n, t_eff, strict):
+    k = np.empty(n + 1, dtype=np.int64)
+    for s in range(n + 1):
+        lo = 0
+        hi = s + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            v = _stud(mid, s - mid)
+            ok = v > t_eff if strict else v >= t_eff
+            if ok:
+                hi = mid
+            else:
+                lo = mid + 1
+        k[s] = lo
+    return k
 
 
 @njit(cache=True)
@@ -169,7 +200,7 @@ def threshold_table(n: int, t, statistic: str = "difference", taylor_order: Opti
                     strict: bool = False) -> np.ndarray:
     """``k(s)`` for ``s = 0..n``: ``T(x1, s - x1) >= t`` iff ``x1 >= k(s)`` (``> t`` if ``strict``).
 
-    For the plug-in statistic, values within ``PLUGIN_TIE_RTOL * (1 + |t|)``
+    For the plug-in and studentized statistics, values within ``PLUGIN_TIE_RTOL * (1 + |t|)``
     below ``t`` count as ties and are put in the tail (the conservative side
     for an upper bound of ``P(T >= t)``).
     """
@@ -182,9 +213,14 @@ def threshold_table(n: int, t, statistic: str = "difference", taylor_order: Opti
         thr = math.floor(tf) + 1 if strict else math.ceil(tf)
         thr = min(max(thr, -n - 1), n + 1)
         return _kvec_difference(n, int(thr))
-    h = plugin_table(n, taylor_order)
     t = float(t)
-    return _kvec_table(n, h, t - PLUGIN_TIE_RTOL * (1.0 + abs(t)), bool(strict))
+    if not math.isfinite(t):
+        raise ValueError(f"t must be finite, got {t!r}")
+    t_eff = t - PLUGIN_TIE_RTOL * (1.0 + abs(t))
+    if statistic == "studentized":
+        return _kvec_stud(n, t_eff, bool(strict))
+    h = plugin_table(n, taylor_order)
+    return _kvec_table(n, h, t_eff, bool(strict))
 
 
 # ---------------------------------------------------------------------------
@@ -464,7 +500,7 @@ def tail_prob_bounds(q, n: int, t, statistic: str = "difference", taylor_order: 
     q : sequence of 3 (or 2) probabilities ``(q1, q2[, q3])``.
     n : int, number of trials.
     t : float, threshold (``T(x_obs)`` when used as a p-value).
-    statistic : {"difference", "plugin"}
+    statistic : {"difference", "plugin", "studentized"}
     taylor_order : int, optional, order ``M`` of the plug-in statistic.
     method : {"recurrence", "enumerate"}
         ``"recurrence"`` is the ``O(n)`` conditional-binomial form (SPEC 4.4),
@@ -490,8 +526,9 @@ def tail_prob_bounds(q, n: int, t, statistic: str = "difference", taylor_order: 
 def tail_prob(q, n: int, t, statistic: str = "difference", taylor_order: Optional[int] = None) -> float:
     """Upper bound (safe-rounded, SPEC 2.4) of ``P_q(T >= t)``, the observed value included.
 
-    ``T`` is ``X1 - X2`` (``statistic="difference"``) or
-    ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` (``"plugin"``), with
+    ``T`` is ``X1 - X2`` (``statistic="difference"``),
+    ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` (``"plugin"``) or
+    ``(X1 - X2)/sqrt(X1 + X2 + 1)`` (``"studentized"``), with
     ``X ~ Mult(n; q)``.  Computed in ``O(n)`` by the conditional-binomial
     recurrence of SPEC 4.4; see the module docstring for the safety margins.
 
@@ -538,6 +575,8 @@ def statistic_pmf(q, n: int, statistic: str = "difference",
     x1, x2, pr = _all_outcomes_pmf(n, q1, q2, log_factorial_table(n))
     if statistic == "difference":
         tv = x1 - x2
+    elif statistic == "studentized":
+        tv = (x1 - x2) / np.sqrt(x1 + x2 + 1.0)
     else:
         h = plugin_table(n, taylor_order)
         tv = h[x1] - h[x2]

@@ -39,6 +39,8 @@ def _tails(q, n, t, statistic):
     x1, x2, _ = trinomial_outcomes(n)
     if statistic == "difference":
         T = x1 - x2
+    elif statistic == "studentized":
+        T = (x1 - x2) / np.sqrt(x1 + x2 + 1.0)
     else:
         h = tr.plugin_table(n)
         T = h[x1] - h[x2]
@@ -50,8 +52,8 @@ def _tails(q, n, t, statistic):
 CASES = []
 _rng = np.random.default_rng(11)
 for _margin_name in ("linear", "probit", "taylor"):
-    for _stat in ("difference", "plugin"):
-        for _ in range(4):
+    for _stat in ("difference", "plugin", "studentized"):
+        for _ in range(3):
             _n = int(_rng.integers(3, 30))
             _x1 = int(_rng.integers(0, _n + 1))
             _x2 = int(_rng.integers(0, _n - _x1 + 1))

@@ -20,8 +20,11 @@ def _brute_tail(q, n, t, statistic, strict=False):
         T = x1 - x2
         sel = T > t if strict else T >= t
     else:
-        h = tr.plugin_table(n)
-        T = h[x1] - h[x2]
+        if statistic == "studentized":
+            T = (x1 - x2) / np.sqrt(x1 + x2 + 1.0)
+        else:
+            h = tr.plugin_table(n)
+            T = h[x1] - h[x2]
         tie = tr.PLUGIN_TIE_RTOL * (1 + abs(t))
         sel = T > t - tie if strict else T >= t - tie
     return min(1.0, float(pmf[sel].sum()))
@@ -40,7 +43,7 @@ def _random_q(rng):
 
 
 @pytest.mark.parametrize("method", ["recurrence", "enumerate"])
-@pytest.mark.parametrize("statistic", ["difference", "plugin"])
+@pytest.mark.parametrize("statistic", ["difference", "plugin", "studentized"])
 def test_tail_brackets_brute_force(method, statistic):
     rng = np.random.default_rng(1)
     for _ in range(150):
@@ -112,7 +115,7 @@ def test_pruned_mass_is_added():
 
 def test_statistic_pmf_and_cdf():
     rng = np.random.default_rng(3)
-    for statistic in ("difference", "plugin"):
+    for statistic in ("difference", "plugin", "studentized"):
         for _ in range(20):
             n = int(rng.integers(1, 30))
             q = _random_q(rng)
@@ -129,7 +132,7 @@ def test_statistic_pmf_and_cdf():
             assert clo <= exact_cdf + 1e-13 and exact_cdf <= chi + 1e-13
 
 
-@pytest.mark.parametrize("statistic", ["difference", "plugin"])
+@pytest.mark.parametrize("statistic", ["difference", "plugin", "studentized"])
 def test_threshold_table_monotone(statistic):
     # SPEC 4.1 monotonicity implies k(s) <= k(s+1) <= k(s) + 1
     n = 60
@@ -141,10 +144,10 @@ def test_threshold_table_monotone(statistic):
         assert np.all((d == 0) | (d == 1))
         # the observed outcome is in its own tail
         assert x1 >= k[x1 + x2]
-        if statistic == "plugin":
+        if statistic != "difference":
             for s in range(n + 1):
                 xs = np.arange(s + 1)
-                T = h[xs] - h[s - xs]
+                T = h[xs] - h[s - xs] if statistic == "plugin" else (2 * xs - s) / np.sqrt(s + 1.0)
                 inside = T >= t - tr.PLUGIN_TIE_RTOL * (1 + abs(t))
                 assert np.array_equal(inside, xs >= k[s])
 
@@ -162,3 +165,16 @@ def test_bad_input():
         tr.tail_prob_bounds((0.2, 0.3, 0.5), 10, 1, method="fft")
     with pytest.raises(ValueError, match="taylor_order"):
         tr.tail_prob((0.2, 0.3, 0.5), 10, 0.1, statistic="plugin", taylor_order=-1)
+
+
+def test_studentized_statistic_is_monotone_under_spec_moves():
+    # SPEC 4.1: T must not decrease under 3 -> 1, 2 -> 3 and 2 -> 1 moves; checked on every outcome
+    n = 80
+    T = lambda a, b: tr.observed_statistic(a, b, n, "studentized")
+    for a in range(n + 1):
+        for b in range(n + 1 - a):
+            if a + b < n:
+                assert T(a + 1, b) >= T(a, b)          # 3 -> 1
+            if b > 0:
+                assert T(a, b - 1) >= T(a, b)          # 2 -> 3
+                assert T(a + 1, b - 1) >= T(a, b)      # 2 -> 1
