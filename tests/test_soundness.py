@@ -238,6 +238,18 @@ def test_scores_betting_bound_tight_radii():
     _check(viol, cert, trials, min_certified=0.1)
 
 
+@pytest.mark.slow
+def test_scores_one_hot_three_class_linear():
+    # Hardmax outputs written as one-hot score matrices: same truth as the count test, through the score path
+    # (mean bounds, direct margin for exact).
+    trials = 400
+    ts = np.random.default_rng(45).uniform(-2.0, 2.0, trials)
+    truth = lambda t: truth_numeric(t, probs_band)
+    one_hot = lambda t: np.eye(3)[np.argmax(logits_band(np.outer(t, W)), axis=1)]
+    viol, cert = _score_violations(one_hot, truth, ts, COUNT_COMBOS, seed=46, bound="bernstein", n0=10, n=200)
+    _check(viol, cert, trials, min_certified=0.1)
+
+
 # ------------------------------------------------------------------ through the real sampler
 def test_sampler_counts_agree_with_known_multinomial():
     for logits, probs in ((logits_binary, probs_binary), (logits_band, probs_band)):
