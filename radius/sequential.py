@@ -37,10 +37,12 @@ One *two-sided* confidence sequence at total level ``alpha`` is used for everyth
   (:func:`confbounds.betting.betting_cs`, ``side="two-sided"``): lower and upper at ``alpha/2`` each; the
   running intersection over every ``t`` is used.
 * ``bound="cp-looks"`` (counts): a group-sequential alternative.  The look times ``t_1 < ... < t_J = max_n``
-  (:func:`look_schedule`) are fixed before sampling and the procedure can only stop at them, so two-sided
-  Clopper-Pearson intervals at level ``alpha / J`` at each look (``alpha / (2J)`` per side) hold simultaneously
-  at all looks by the union bound (Bonferroni over looks).  It is time-uniform over the looks only, and is
-  usually tighter than the mixture for interior ``p_A`` when ``J`` is about 10.
+  (:func:`look_schedule`) are fixed before sampling and the procedure can only stop at them, so one-sided
+  Clopper-Pearson bounds at look ``j`` at levels ``alpha_j^lower`` and ``alpha_j^upper`` with
+  ``sum_j (alpha_j^lower + alpha_j^upper) = alpha`` (:func:`look_alphas`: by default half of alpha at the last
+  look, the rest spread evenly, and 90 % of each look's share on the lower side) hold simultaneously at all
+  looks by the union bound (alpha spending, Bonferroni over looks and sides).  It is time-uniform over the
+  looks only, and is usually tighter than the mixture for interior ``p_A`` when ``J`` is about 10.
 
 On the complement of that single event (probability ``>= 1 - alpha``), at *every* time simultaneously, every
 certified and every refuted decision for *every* radius is correct, and the reported radius is a valid
@@ -76,7 +78,7 @@ from confbounds._validate import check_alpha, check_choice
 from .certify import Certificate
 
 __all__ = ["SequentialCertificate", "SequentialRun", "certify_sequential", "certify_dataset_sequential",
-           "look_schedule", "batch_model",
+           "look_schedule", "look_alphas", "batch_model",
            "SEQUENTIAL_PRIOR", "BOUNDS"]
 
 BOUNDS = ("mixture", "betting", "cp-looks")
@@ -242,11 +244,33 @@ def look_schedule(batch_size: int, growth: float, max_n: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def look_alphas(alpha: float, looks: int, final_share: Optional[float] = 0.5, lower_share: float = 0.9):
+    """Alpha spent by ``bound="cp-looks"`` at each planned look, lower and upper side.
+
+    Look ``j`` gets the weight ``w_j``: ``final_share`` for the last look (at ``max_n``) and
+    ``(1 - final_share) / (J - 1)`` for each earlier one (uniform ``1/J`` if ``final_share`` is None or ``J = 1``);
+    its lower bound is at ``alpha w_j lower_share`` and its upper bound at ``alpha w_j (1 - lower_share)``.  The
+    weights sum to 1, so by the union bound every bound at every look holds simultaneously with probability
+    ``>= 1 - alpha``.  Spending more at the last look helps the inputs that need all ``max_n`` samples; spending
+    more on the lower side helps certification (the upper side only serves refutations).
+
+    >>> lo, up = look_alphas(0.001, 3, 0.5, 0.9)
+    >>> [round(float(v), 6) for v in lo], [round(float(v), 6) for v in up], round(float(lo.sum() + up.sum()), 12)
+    ([0.000225, 0.000225, 0.00045], [2.5e-05, 2.5e-05, 5e-05], 0.001)
+    """
+    if looks == 1 or final_share is None:
+        w = np.full(looks, 1.0 / looks)
+    else:
+        w = np.full(looks, (1.0 - final_share) / (looks - 1))
+        w[-1] = final_share
+    return alpha * w * lower_share, alpha * w * (1.0 - lower_share)
+
+
 class _Sequence:
     """State of one input's estimation phase: running CS and decisions (shared by both entry points)."""
 
     def __init__(self, top, *, sigma, alpha, radii, tol, max_n, batch_size, growth, bound, prior, betting_method,
-                 futility_z):
+                 futility_z, final_share=0.5, lower_share=0.9):
         self.top = int(top)
         self.sigma, self.alpha, self.radii, self.tol = sigma, alpha, radii, tol
         self.max_n, self.batch_size, self.growth = max_n, batch_size, growth
@@ -261,6 +285,7 @@ class _Sequence:
         self.stopped_by = ""
         self.plan = look_schedule(batch_size, growth, max_n)
         self.futility_z = futility_z
+        self.alpha_lower, self.alpha_upper = look_alphas(alpha, len(self.plan), final_share, lower_share)
 
     def next_size(self) -> int:
         if self.stopped_by:
@@ -311,10 +336,14 @@ class _Sequence:
             from confbounds.mixture import beta_binomial_cs
 
             lo, hi = beta_binomial_cs(k, t, self.alpha, side="two-sided", prior=self.prior)
-        else:  # Clopper-Pearson at each planned look, Bonferroni over the looks (alpha / J, then /2 per side)
+        else:  # Clopper-Pearson at each planned look, union bound over looks and sides (see look_alphas)
             from confbounds.binomial import clopper_pearson
 
-            lo, hi = clopper_pearson(k, t, self.alpha / len(self.plan), side="two-sided")
+            j = int(np.searchsorted(self.plan, t))
+            if j >= len(self.plan) or self.plan[j] != t:
+                raise RuntimeError(f"internal: cp-looks read at t = {t}, which is not a planned look")
+            lo = clopper_pearson(k, t, self.alpha_lower[j], side="lower")
+            hi = clopper_pearson(k, t, self.alpha_upper[j], side="upper")
         return float(lo), float(hi)
 
     def _futility(self) -> None:
@@ -374,7 +403,8 @@ def _score_column(sampler) -> bool:
 def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, tolerance=None, max_n: int,
                        n0: int = 100, batch_size: int = 200, growth: float = 2.0, seed: int = 0,
                        bound: str = "mixture", prior=SEQUENTIAL_PRIOR,
-                       betting_method: str = "hedged", futility_z: Optional[float] = 2.0) -> SequentialCertificate:
+                       betting_method: str = "hedged", futility_z: Optional[float] = 2.0,
+                       final_share: Optional[float] = 0.5, lower_share: float = 0.9) -> SequentialCertificate:
     """Certify one input with anytime-valid sequential sampling (see the module docstring).
 
     Parameters
@@ -407,10 +437,13 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
         indicator for a hardmax sampler).
     prior : (a, b)
         Beta prior of the mixture (default :data:`SEQUENTIAL_PRIOR`).
-        ``"cp-looks"``: Clopper-Pearson at each planned look at ``alpha / J`` (counts).
+        ``"cp-looks"``: Clopper-Pearson at each planned look, alpha spent by :func:`look_alphas` (counts).
     betting_method : {"hedged", "prpl-eb"}
     futility_z : float or None
         Futility rule (module docstring, step 4); None disables it.  It never affects validity.
+    final_share, lower_share : float
+        ``bound="cp-looks"`` only: alpha spending over looks and sides (:func:`look_alphas`; default half of
+        alpha at the last look, 90 % of each look's alpha on the lower bound).  Ignored by the other bounds.
 
     Returns
     -------
@@ -443,7 +476,7 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
     top = int(np.argmax(selection))
     seq = _Sequence(top, sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size,
                     growth=growth, bound=bound, prior=prior, betting_method=betting_method,
-                    futility_z=_check_futility(futility_z))
+                    futility_z=_check_futility(futility_z), **_check_shares(final_share, lower_share))
     soft = bound == "betting"
     while True:
         b = seq.next_size()
@@ -458,6 +491,24 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
             break
     kind = "scores" if soft and _score_column(sampler) else "counts"
     return seq.certificate(selection, n0, int(len(selection)), kind)
+
+
+def _check_shares(final_share, lower_share) -> dict:
+    if final_share is not None:
+        try:
+            f = float(final_share)
+        except (TypeError, ValueError):
+            raise ValueError(f"final_share must be None or a number in (0, 1), got {final_share!r}") from None
+        if not (0.0 < f < 1.0):
+            raise ValueError(f"final_share must be None or a number in (0, 1), got {final_share!r}")
+        final_share = f
+    try:
+        lo = float(lower_share)
+    except (TypeError, ValueError):
+        raise ValueError(f"lower_share must be a number in (0, 1), got {lower_share!r}") from None
+    if not (0.0 < lo < 1.0):
+        raise ValueError(f"lower_share must be a number in (0, 1), got {lower_share!r}")
+    return {"final_share": final_share, "lower_share": lo}
 
 
 def _check_futility(z):
@@ -514,7 +565,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
                                tolerance=None, max_n: int, n0: int = 100, batch_size: int = 200,
                                growth: float = 2.0, seed: int = 0, bound: str = "mixture",
                                prior=SEQUENTIAL_PRIOR, betting_method: str = "hedged",
-                               futility_z: Optional[float] = 2.0, model_batch_size: Optional[int] = None,
+                               futility_z: Optional[float] = 2.0, final_share: Optional[float] = 0.5,
+                               lower_share: float = 0.9, model_batch_size: Optional[int] = None,
                                out: Optional[str] = None, progress: bool = False) -> SequentialRun:
     """Sequentially certify a data set, keeping every model batch full by mixing undecided inputs.
 
@@ -534,7 +586,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
     inputs : array_like, shape (N, *x.shape)
     labels : array_like of int, shape (N,)
         Used only for :meth:`SequentialRun.certified_accuracy` and the ``correct`` column, never for sampling.
-    sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, seed, bound, prior, betting_method, futility_z
+    sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, seed, bound, prior, betting_method
+    futility_z, final_share, lower_share
         As in :func:`certify_sequential`.
     model_batch_size : int, optional
         Rows per forward pass (default ``sampler.batch_size`` or 1000).
@@ -578,7 +631,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
         model_batch_size = int(getattr(sampler, "batch_size", 1000))
     B = _pos_int(model_batch_size, "model_batch_size")
     kw = dict(sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size, growth=growth,
-              bound=bound, prior=prior, betting_method=betting_method, futility_z=_check_futility(futility_z))
+              bound=bound, prior=prior, betting_method=betting_method, futility_z=_check_futility(futility_z),
+              **_check_shares(final_share, lower_share))
     t0 = time.perf_counter()
     N = xs.shape[0]
     certs: List[Optional[SequentialCertificate]] = [None] * N
@@ -595,7 +649,8 @@ def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float =
             certs[i] = certify_sequential(sampler, xs[i], seed=_seed(seed, i, 0), n0=n0, max_n=max_n,
                                           radii=rr or None, tolerance=tol, batch_size=batch_size, growth=growth,
                                           bound=bound, prior=prior, betting_method=betting_method,
-                                          sigma=sigma, alpha=alpha, futility_z=futility_z)
+                                          sigma=sigma, alpha=alpha, futility_z=futility_z,
+                                          final_share=final_share, lower_share=lower_share)
             passes += certs[i].forward_passes
             prog.update(1)
         sb = int(getattr(sampler, "batch_size", B))

@@ -17,7 +17,7 @@ from scipy import special, stats
 
 from backends.base import ArraySampler
 from confbounds import clopper_pearson
-from radius.sequential import (certify_dataset_sequential, certify_sequential, look_schedule,
+from radius.sequential import (certify_dataset_sequential, certify_sequential, look_alphas, look_schedule,
                                SequentialCertificate)
 
 TEST_LEVEL = 1e-3
@@ -105,6 +105,17 @@ def test_negative_control_uncorrected_looks_fail():
     errors = int(np.sum(np.any((lo > p) | (hi < p), axis=1)))
     with pytest.raises(AssertionError):
         _check_rate(errors, reps, alpha)
+
+
+def test_look_alphas_spend_exactly_alpha():
+    # union bound over looks and sides: the levels must add up to alpha (hand-computed for J = 9 looks)
+    plan = look_schedule(200, 2.0, 100_000)
+    assert plan.tolist() == [200, 600, 1400, 3000, 6200, 12600, 25400, 51000, 100000]
+    lo, up = look_alphas(0.001, len(plan), 0.5, 0.9)
+    assert math.isclose(lo.sum() + up.sum(), 0.001, rel_tol=1e-12)
+    assert math.isclose(lo[-1], 0.001 * 0.5 * 0.9) and math.isclose(up[0], 0.001 * 0.5 / 8 * 0.1)
+    lo, up = look_alphas(0.01, 4, None, 0.5)
+    assert np.allclose(lo, 0.01 / 8) and np.allclose(up, 0.01 / 8)
 
 
 def _linear_sampler(w, b, sigma):
@@ -216,6 +227,8 @@ def test_fallback_without_batch_model():
     (dict(sigma=0.25), "differs from the sampler"),
     (dict(futility_z=-1), "futility_z"),
     (dict(prior=(1, 0)), "prior"),
+    (dict(final_share=1.0), "final_share"),
+    (dict(lower_share=0.0), "lower_share"),
 ])
 def test_bad_input(kw, match):
     s = BernoulliSampler(0.9, SIGMA)
