@@ -144,6 +144,8 @@ __all__ = ["SignomialResult", "signomial_sup", "tail_probability_exact"]
 MARGINS = ("linear", "probit")
 STATISTICS = ("difference", "plugin")
 FORMULATIONS = ("homogeneous", "simplex")
+# Probit levels searched (as confbounds.nuisance.PROBIT_CAP); beyond it Phi(-L/2) underflows the curve.
+_PROBIT_CAP = 40.0
 
 # Trust region of the condensed GP (ratio q_new / q_old per step).  For the
 # inner-approximation cases (linear margin, probit with L < 0) it only keeps
@@ -336,7 +338,7 @@ def _curve_points(L: float, margin: str) -> np.ndarray:
         Q = np.stack([(pi + L) / 2.0, (pi - L) / 2.0, 1.0 - pi], axis=1)
     else:
         frac = np.concatenate([np.logspace(-10, -3, 8)[:-1], frac])
-        q2 = (1.0 - frac) * float(special.ndtr(-L / 2.0))
+        q2 = frac * float(special.ndtr(-L / 2.0))
         q1 = special.ndtr(special.ndtri(q2) + L)
         Q = np.stack([q1, q2, np.maximum(1.0 - q1 - q2, 1e-12)], axis=1)
     return np.array([_repair(q / q.sum(), L, margin) for q in Q])
@@ -591,7 +593,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
         Number of trials, ``n >= 1``.
     L : float
         Null boundary of the margin.  Linear margin: ``-1 < L < 1``; probit
-        margin: any finite ``L``.
+        margin: ``-40 <= L <= 40``.
     margin : {"linear", "probit"}
         ``g(q) = q1 - q2`` or ``Phi^{-1}(q1) - Phi^{-1}(q2)`` (SPEC 4.1).  The
         probit constraint is approximated locally (module docstring).
@@ -653,6 +655,8 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
         raise ValueError(f"L must be a finite number, got {L!r}")
     if margin == "linear" and not (-1.0 < L < 1.0):
         raise ValueError(f"L must lie in the open interval (-1, 1) for the linear margin, got {L!r}")
+    if margin == "probit" and not (-_PROBIT_CAP <= L <= _PROBIT_CAP):
+        raise ValueError(f"L must lie in [-{_PROBIT_CAP}, {_PROBIT_CAP}] for the probit margin, got {L!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     try:

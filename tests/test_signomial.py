@@ -244,6 +244,7 @@ def test_trivial_tails():
     (dict(t_obs=float("nan")), "nan"),
     (dict(L=1.5), "1.5"),
     (dict(L=float("inf"), margin="probit"), "inf"),
+    (dict(L=45.0, margin="probit"), "45.0"),
     (dict(margin="taylor"), "taylor"),
     (dict(formulation="dual"), "dual"),
     (dict(statistic="ratio"), "ratio"),
