@@ -30,6 +30,11 @@ radius          reductions, and the bound each uses
                 (exact bounds the margin directly and gives no ``pA``, ``pB``).
 ==============  =====================================================================================
 
+Score matrices must hold simplex outputs: entries in ``[0, 1]``, rows summing
+to at most ``1 + SIMPLEX_TOL`` (float rounding); where a guarantee uses the
+sum (Cohen's ``p_B := 1 - p_A``, bucket sums, Rmono's ``p_A > 1/2``) the slack is
+charged on the safe side.
+
 The ``*_lip`` radii need a Lipschitz base score, which a hardmax (count)
 classifier is not, hence "score matrices only".  ``lipschitz`` is refused by
 radii that do not use it, and ``output_range`` by all but R1 / R1_lip, so a
@@ -48,7 +53,7 @@ import numpy as np
 from confbounds._validate import check_alpha, check_choice
 
 from . import radii
-from .reductions import REDUCTIONS, BOUND_NAMES, as_samples, reduce, resolve_bound
+from .reductions import BOUND_NAMES, REDUCTIONS, SIMPLEX_TOL, as_samples, reduce
 
 __all__ = ["Certificate", "certify", "RADII", "REDUCTIONS", "SUPPORTED", "ABSTAIN"]
 
@@ -244,8 +249,14 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
     res = reduce(reduction, samples, None, a, margin=margin, bound=bound)
     pa, pb, ml = res.p_a_lower, res.p_b_upper, res.margin_lower
 
+    pa_mono = pa
+    if samples.kind == "scores" and radius in ("Rmono", "Rmono_lip"):
+        # Rows may sum to 1 + SIMPLEX_TOL, so "F_y > 1/2" must be "F_y > (1 + tol)/2"; by convexity of
+        # Phi^-1 (and rho_L^-1) on [1/2, 1), lowering p_A by tol/2 shrinks the radius by at least the
+        # distance needed.
+        pa_mono = max(0.0, pa - SIMPLEX_TOL / 2)
     if radius == "Rmono":
-        rad = radii.r_mono(pa, s)
+        rad = radii.r_mono(pa_mono, s)
     elif radius == "R2":
         rad = radii.r2(pa, pb, s) if reduction != "exact" else radii.radius_from_probit_margin(ml, s)
     elif radius in ("R1", "R1_lip"):
@@ -254,7 +265,7 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         else:
             rad = radii.radius_from_linear_margin(ml, s, lipschitz=L, output_range=r_range)
     elif radius == "Rmono_lip":
-        rad = radii.r_mono_lip(pa, s, L)
+        rad = radii.r_mono_lip(pa_mono, s, L)
     else:  # Rmulti_lip
         rad = radii.r_multi_lip(pa, pb, s, L)
 
