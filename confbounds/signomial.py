@@ -174,7 +174,9 @@ class SignomialResult:
         ``P_q(T >= t_obs)`` at the final ``q``, recomputed by exact enumeration.
         A **lower** bound of the true supremum (local optimisation).
     q : ndarray of shape (3,)
-        The candidate maximiser, in the simplex with ``g(q) <= L``.
+        The candidate maximiser, in the simplex with ``g(q) <= L`` as computed
+        in floating point.  Coordinates are >= 1e-200, except that q1 is 0
+        exactly when the probit null forces it below that (``g = -inf``).
     iterations : int
         Number of condensed GPs solved.
     converged : bool
@@ -310,6 +312,8 @@ def _check_common(t_obs, n, statistic, taylor_order):
 def _margin_value(q, margin: str) -> float:
     if margin == "linear":
         return float(q[0] - q[1])
+    if q[0] <= 0.0:
+        return -math.inf  # q1 = 0: the strictest convention (as confbounds.nuisance.probit_margin)
     return float(special.ndtri(q[0]) - special.ndtri(q[1]))
 
 
@@ -369,7 +373,9 @@ def _repair(q: np.ndarray, L: float, margin: str) -> np.ndarray:
     q1 is capped at ``Phi(Phi^{-1}(q2) + L)`` and the excess goes to q3.  Every
     coordinate is then floored at :data:`_Q_FLOOR` (the GP needs positive
     variables) and a final few-ulp nudge makes the constraint hold as computed
-    in floating point.
+    in floating point.  Where the floor itself would break the constraint
+    (probit with a cap below the floor, e.g. ``L = -30`` and small ``q2``), q1
+    is set to exactly 0 instead (``g = -inf``): a boundary point of the null.
     """
     q = np.maximum(np.asarray(q, dtype=float), 0.0)
     q = q / q.sum()
@@ -387,12 +393,14 @@ def _repair(q: np.ndarray, L: float, margin: str) -> np.ndarray:
     q = np.maximum(q, _Q_FLOOR)
     for _ in range(200):
         if _margin_value(q, margin) <= L:
-            break
+            return q
         d = 4e-16 * max(q[0], q[1], abs(L), _Q_FLOOR)
         if q[0] > 2 * d:
             q = np.array([q[0] - d, q[1], q[2] + d])
         else:
             q = np.array([q[0], q[1] + d, q[2] - d])
+    if _margin_value(q, margin) > L:
+        q = np.array([0.0, q[1], q[2] + q[0]])  # g = -inf (q1 = 0): in every null
     return q
 
 
@@ -707,6 +715,8 @@ def _extrapolate(post, q, q_new, logp, L, margin):
     trial improves on ``logp``.
     """
     best = None
+    q = np.maximum(q, _Q_FLOOR)  # a repaired point may have q1 = 0 (see _repair)
+    q_new = np.maximum(q_new, _Q_FLOOR)
     lr = np.log(q_new) - np.log(q)
     s = 2.0
     while s <= 2.0 ** 30:  # geometric
@@ -748,7 +758,7 @@ def _run(gp, post, q, L, margin, max_iter, tol_f, solver) -> SignomialResult:
     it = 0
     while it < max_iter:
         it += 1
-        q_gp = gp.step(q, a, tau, solver)
+        q_gp = gp.step(np.maximum(q, _Q_FLOOR), a, tau, solver)
         if q_gp is None:
             if inner or tau <= _TAU_MIN:
                 break

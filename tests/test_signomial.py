@@ -335,3 +335,18 @@ def test_single_start_off_curve_reaches_certified_sup(n, t, L, margin, formulati
         assert res.value > res.history[0] or not res.converged
     else:
         assert res.value >= cert.lower * (1 - 1e-6)
+
+
+@pytest.mark.parametrize("t,L", [(0, -30.0), (-3, -5.0), (5, 5.0), (0, 5.0), (5, 30.0)])
+def test_extreme_probit_levels(t, L):
+    # Far tails of the probit curve (q2 -> 0 or q1 -> 1); the sup here is at an end of the curve
+    # (e.g. L = -30, t = 0: q -> (0, 0, 1), tail 1), which the curve scan's geometric grid must reach.
+    from confbounds.nuisance import certified_sup
+
+    cert = certified_sup(t, 20, L, margin="probit", tol=1e-6)
+    res = signomial_sup(t, 20, L, margin="probit")
+    assert res.value <= cert.upper * (1 + 1e-12)
+    assert res.value >= cert.lower * (1 - 1e-6)
+    q = res.q
+    g = -np.inf if q[0] == 0 else _margin(q, "probit")  # q1 = 0 is the boundary point g = -inf
+    assert g <= L and abs(q.sum() - 1) <= 1e-9 and np.all(q >= 0)
