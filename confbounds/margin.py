@@ -78,7 +78,7 @@ from scipy import special
 
 from ._validate import check_alpha, check_choice, check_integer_array
 from .binomial import SAFETY_RTOL
-from .nuisance import MARGINS, _KIND, _h, invert_core, margin_range, taylor_tables
+from .nuisance import MARGINS, _KIND, _h, invert_fast, margin_range, taylor_tables
 from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_order, log_factorial_table,
                         observed_statistic, threshold_table)
 
@@ -92,6 +92,10 @@ TOL_SE = 1e-3
 #: brackets the supremum within this relative width around the threshold; at most about
 #: ``UNDECIDED_RTOL / z_alpha`` standard errors of tightness are lost.
 UNDECIDED_RTOL = 1e-2
+#: Locate-then-certify: certify at the L where the located supremum is about
+#: ``thr * exp(-CERT_GAP)`` (2% below the threshold; about ``CERT_GAP / z_alpha``
+#: standard errors of tightness).
+CERT_GAP = 0.02
 #: Default Berger–Boos slack as a fraction of the level, used with ``berger_boos=True``.
 BERGER_BOOS_FRACTION = 0.1
 
@@ -250,9 +254,9 @@ def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol
         tol = TOL_SE * max(se, 1.0 / n)
     step0 = 0.5 * max(se, 1.0 / n)
     kvec = threshold_table(n, t, statistic, M)
-    res = invert_core(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
+    res = invert_fast(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
-                      _LOGCUT, UNDECIDED_RTOL)
+                      _LOGCUT, CERT_GAP, 20 * int(max_nodes))
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
 
 

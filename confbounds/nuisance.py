@@ -488,6 +488,170 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
     return a, 1, a_ub, a_lb, a_q1, a_q2, total, 0
 
 
+@njit(cache=True)
+def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
+    """Best certified point value on the curve at L (a lower bound of S(L)), searched by a
+    grid of K points (skipped when K = 0), the hint, both ends and a golden-section refinement.
+    Used only to locate the root; never to certify."""
+    u0, u1 = _range(kind, L, H, pihi)
+    best = 0.0
+    bu = np.nan
+    if kind == 0 and pihi < L:
+        best = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, LF, logcut)[0]
+    if u0 > u1:
+        return best, bu
+    nc = K + 3
+    h = (u1 - u0) / max(K, 4)
+    for i in range(nc):
+        if i == 0:
+            if hint != hint:
+                continue
+            u = min(max(hint, u0), u1)
+        elif i == 1:
+            u = u1
+        elif i == 2:
+            u = u0
+        else:
+            u = u0 + (u1 - u0) * (i - 2.5) / K
+        p1, p2 = _point(kind, L, u, acoef, ccoef, H)
+        v = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        if v > best or bu != bu:
+            best = v
+            bu = u
+    if u1 == u0:
+        return best, bu
+    # golden section on [bu - h, bu + h]
+    a = max(u0, bu - h)
+    b = min(u1, bu + h)
+    gr = 0.6180339887498949
+    c = b - gr * (b - a)
+    d = a + gr * (b - a)
+    p1, p2 = _point(kind, L, c, acoef, ccoef, H)
+    fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    p1, p2 = _point(kind, L, d, acoef, ccoef, H)
+    fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    for _ in range(14):
+        if fc >= fd:
+            b = d
+            d = c
+            fd = fc
+            c = b - gr * (b - a)
+            p1, p2 = _point(kind, L, c, acoef, ccoef, H)
+            fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        else:
+            a = c
+            c = d
+            fc = fd
+            d = a + gr * (b - a)
+            p1, p2 = _point(kind, L, d, acoef, ccoef, H)
+            fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    if fc > best:
+        best = fc
+        bu = c
+    if fd > best:
+        best = fd
+        bu = d
+    return best, bu
+
+
+@njit(cache=True)
+def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
+                max_nodes, logcut, cert_gap, cert_nodes):
+    """Locate-then-certify inversion (SPEC 4.2), same contract as :func:`invert_core`.
+
+    1. Find the root L* of ``log(V(L)/thr)``, ``V`` the best point value on the curve
+       (:func:`_approx_sup`; a lower bound of S), by a bracketing secant (Illinois) search.
+    2. Certify ``S(L_c) <= thr`` at ``L_c = L* - delta`` with ``delta`` from the local slope so
+       that ``V(L_c) ~ thr * exp(-cert_gap)``, by one branch-and-bound.  If it finds a point
+       above ``thr`` the maximiser moved: restart from it; if undecided widen ``delta``.
+    3. After 4 failed attempts fall back to :func:`invert_core` (bisection).
+    Only certified ``L`` are returned, so the result is valid whatever happens in step 1.
+    """
+    lthr = math.log(thr)
+    hint = np.nan
+    total = 0
+    for attempt in range(4):
+        K = 8 if attempt == 0 or hint != hint else 0
+        # --- locate the root of h(L) = log V(L) - log thr
+        La = min(max(Lguess, Lbot), Ltop)
+        v, bu = _approx_sup(kind, La, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K)
+        total += K + 20
+        if bu == bu:
+            hint = bu
+        ha = (math.log(v) if v > 0 else -745.0) - lthr
+        step = step0
+        # bracket
+        Lb = La
+        hb = ha
+        ok = True
+        for _ in range(60):
+            Lb = La - step if ha > 0 else La + step
+            if Lb < Lbot or Lb > Ltop:
+                Lb = min(max(Lb, Lbot), Ltop)
+            v, bu = _approx_sup(kind, Lb, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            total += 20
+            if bu == bu:
+                hint = bu
+            hb = (math.log(v) if v > 0 else -745.0) - lthr
+            if (ha > 0) != (hb > 0):
+                break
+            if Lb == Lbot or Lb == Ltop:
+                ok = False
+                break
+            La = Lb
+            ha = hb
+            step *= 2.0
+        if not ok:
+            break  # root outside the range: let the bisection handle the ends
+        # Illinois iterations on [La, Lb]
+        lo_L, lo_h, hi_L, hi_h = (La, ha, Lb, hb) if ha < 0 else (Lb, hb, La, ha)
+        side = 0
+        Lr = lo_L
+        for _ in range(40):
+            if hi_L - lo_L <= tol:
+                break
+            Lr = lo_L - lo_h * (hi_L - lo_L) / (hi_h - lo_h)
+            if not (min(lo_L, hi_L) < Lr < max(lo_L, hi_L)):
+                Lr = 0.5 * (lo_L + hi_L)
+            v, bu = _approx_sup(kind, Lr, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            total += 20
+            if bu == bu:
+                hint = bu
+            hr = (math.log(v) if v > 0 else -745.0) - lthr
+            if abs(hr) < 0.2 * cert_gap:
+                break
+            if hr < 0:
+                lo_L, lo_h = Lr, hr
+                if side == -1:
+                    hi_h *= 0.5
+                side = -1
+            else:
+                hi_L, hi_h = Lr, hr
+                if side == 1:
+                    lo_h *= 0.5
+                side = 1
+        slope = (hi_h - lo_h) / (hi_L - lo_L) if hi_L != lo_L else 0.0
+        if not (slope > 0):
+            break
+        delta = cert_gap / slope
+        for _ in range(3):
+            Lc = max(Lr - delta, Lbot)
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+                                              0.25 * (1.0 - math.exp(-cert_gap)), cert_nodes, hint, logcut)
+            total += nd
+            if st == 1:
+                return Lc, 1, ub, lb, q1, q2, total, 0
+            if bu == bu:
+                hint = bu
+            if st == 0:
+                break  # a better maximiser exists: locate again from it
+            delta *= 3.0
+        Lguess = Lr
+    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot,
+                                                    Ltop, Lguess, step0, tol, max_nodes, logcut, 1e-2)
+    return L, st, ub, lb, q1, q2, total + nd, bottom
+
+
 # ---------------------------------------------------------------------------
 # Python API
 # ---------------------------------------------------------------------------

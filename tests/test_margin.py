@@ -83,7 +83,8 @@ def test_exact_never_exceeds_pi_equal_one_bound():
             b = margin_lower_bound(x1, x2, n, alpha)
             assert b <= cap + 1e-12
             if x1 + x2 == n and 0 < x1:
-                assert b >= cap - 1e-3
+                # tightness ~ CERT_GAP / z standard errors (about 0.01 se); allow 0.03 / sqrt(n)
+                assert b >= cap - 0.03 / np.sqrt(n)
 
 
 def test_bound_depends_on_t_only_and_is_monotone():
@@ -119,7 +120,7 @@ def test_probit_x1_equal_n_cap():
             cap = 2 * special.ndtri(alpha ** (1.0 / n))
             b = margin_lower_bound(n, 0, n, alpha, margin="probit")
             assert b <= cap + 1e-12
-            assert b >= cap - 1e-3  # attained at q = (q1, 1 - q1, 0) up to tolerance
+            assert b >= cap - 5e-3 * (1 + cap)  # attained at q = (q1, 1 - q1, 0) up to the tolerance
 
 
 def test_probit_closure_case_is_minus_inf():

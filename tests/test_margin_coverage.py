@@ -90,5 +90,7 @@ PLUGIN = [
                          ids=[f"{m}-{me}-{s}-{'-'.join(k)}" for m, me, s, k in CONFIGS + PLUGIN])
 def test_exact_coverage_all_n(margin, method, statistic, kw):
     worst, nq = sweep(margin, method, statistic, **kw)
+    print(f"\n{margin}/{method}/{statistic}/{kw}: min over n<=40, q, alpha of coverage - (1 - alpha) = "
+          f"{worst:.3e} ({nq} q values)")
     assert worst >= 0.0
     assert nq >= 200 * N_MAX
