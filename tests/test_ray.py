@@ -69,6 +69,24 @@ def test_a_sampler_object_is_refused_as_model():
         certify_dataset_ray(s, np.zeros((2, 2)), np.zeros(2, np.int64), sigma=0.25)
 
 
+def test_a_file_of_another_run_is_refused_before_workers_start(reference, tmp_path):
+    import shutil
+
+    from radius.engines.ray_engine import certify_dataset_ray
+
+    out, log = tmp_path / "r.tsv", tmp_path / "r.counts.jsonl"
+    shutil.copy(reference["out"], out)
+    shutil.copy(reference["log"], log)
+    before = out.read_bytes(), log.read_bytes()
+    for change, key in ((dict(seed=4), "seed"), (dict(n=2000), "n"), (dict(reduction="cohen"), "reduction")):
+        args = dict(RUN, limit=LIMIT, progress=False)
+        args.update(change)
+        with pytest.raises(ValueError, match=f"another run.*{key}"):
+            certify_dataset_ray(_model_path(), reference["x"], reference["y"], out=str(out),
+                                counts_log=str(log), **args)
+    assert (out.read_bytes(), log.read_bytes()) == before
+
+
 def test_certify_one_equals_the_local_loop_row_for_row(reference):
     """The per-input function the actors run reproduces the local engine's rows (no Ray involved)."""
     from radius.engines.local import certify_one
@@ -150,8 +168,8 @@ def test_ray_equals_local_engine(cluster, reference, tmp_path):
 
 
 def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, tmp_path):
-    """Resumes a local engine's partial file; meanwhile one actor is killed (Ray restarts it) and the other
-    killed for good.  The file must still equal the uninterrupted local run: no row lost or written twice."""
+    """Resumes a local engine's partial file (tasks of 2 inputs); meanwhile one actor is killed (Ray restarts
+    it) and the other killed for good.  The file must still equal the uninterrupted local run: no row lost or written twice."""
     import ray
 
     from radius.engines.ray_engine import certify_dataset_ray
@@ -174,7 +192,8 @@ def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, 
             kills.append(("dead", len(st["task_pids"])))
 
     certs = certify_dataset_ray(None, reference["x"], reference["y"], out=str(out), counts_log=str(log),
-                                limit=LIMIT, workers=2, progress=False, stats=st, on_result=chaos, **RUN)
+                                limit=LIMIT, workers=2, chunk_size=2, progress=False, stats=st, on_result=chaos,
+                                **RUN)
     assert [k for k, _ in kills] == ["restart", "dead"]
     assert st["actor_failures"] >= 2 and st["resubmitted"] >= 2, st
     # the inputs after the second kill were certified by actor 0 in a new process (Ray's restart)

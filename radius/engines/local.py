@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import results as res
 
-__all__ = ["InputResult", "certify_one", "RunFiles", "open_run", "cert_config", "dry_run"]
+__all__ = ["InputResult", "certify_one", "RunFiles", "open_run", "cert_config", "dry_run", "precheck_files"]
 
 
 def cert_config(kw: Mapping[str, Any]) -> Dict[str, Any]:
@@ -240,3 +240,37 @@ def open_run(out: Optional[str], counts_log: Optional[str], sampling: Optional[M
                 fh.close()
         raise
     return RunFiles(tsv, log, log_recs, certs, min(len(tsv_rows), total))
+
+
+def precheck_files(out: Optional[str], counts_log: Optional[str], known: Mapping[str, Any],
+                   cert_cfg: Mapping[str, Any]) -> None:
+    """Refuse early an existing TSV / counts log of another run, on the keys known before any model is loaded.
+
+    :func:`open_run` checks the full configuration; an engine that must start
+    workers before it knows the rest (model identity, classes, batch size)
+    calls this first so that a wrong command fails in milliseconds.  Only keys
+    present in ``known`` (and, for the TSV, ``cert_cfg``) are compared; an
+    unreadable or foreign file is left to :func:`open_run` to report.
+    """
+    checks = []
+    if counts_log is not None:
+        checks.append((counts_log, res.LOG_FORMAT, dict(known), "--counts-log"))
+    if out is not None:
+        checks.append((out, res.TSV_FORMAT, {**known, **cert_cfg}, "--out"))
+    for path, kind, cfg, what in checks:
+        try:
+            with open(path, "r", encoding="utf-8", errors="replace") as f:
+                first = f.readline()
+        except OSError:
+            continue
+        if not first.endswith("\n"):
+            continue  # empty or killed while writing the metadata: open_run starts afresh
+        try:
+            old = res._parse_meta(first.rstrip("\n"), kind, path)
+        except ValueError:
+            continue
+        new = res._canonical(cfg)
+        diffs = res._diff({k: old.get(k) for k in new}, new)
+        if diffs:
+            raise ValueError(f"{path!r} holds results of another run ({'; '.join(diffs)}); refusing to mix them. "
+                             f"Choose another {what} path or delete the file to start afresh.")

@@ -55,7 +55,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import results as res
-from .local import InputResult, cert_config, certify_one, dry_run, open_run
+from .local import InputResult, cert_config, certify_one, dry_run, open_run, precheck_files
 
 __all__ = ["ModelSpec", "certify_dataset_ray", "add_ray_arguments", "cmd_certify_ray", "main"]
 
@@ -270,6 +270,12 @@ def _connect(address: Optional[str], num_cpus: int, ray_init_kwargs: Optional[Ma
     return True
 
 
+def _ray_connected() -> bool:
+    """Whether this process is already connected to a Ray cluster (without importing ray)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def _nbytes(obj) -> int:
     return len(pickle.dumps(obj, protocol=5))
 
@@ -386,11 +392,16 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
             raise ValueError(f"limit={limit} exceeds the number of inputs ({x_all.shape[0]})")
     kw = _cert_kwargs(sigma, alpha, radius, reduction, bound, lipschitz, output_range)
     path = spec.resolved_path()
-    if path is not None and address is None and not os.path.exists(path):
+    if path is not None and address is None and not _ray_connected() and not os.path.exists(path):
         raise ValueError(f"model file {path!r} does not exist")
     driver_hash = None
     if spec.model_id is None and path is not None and os.path.exists(path):
         driver_hash = res.file_hash(path)
+    known: Dict[str, Any] = {"sigma": sigma, "n0": n0, "n": n, "seed": seed, "mode": mode}
+    if spec.model_id is not None or driver_hash is not None:
+        known["model"] = spec.model_id if spec.model_id is not None else driver_hash
+    dry_run(kw, 2, n0, n, mode)  # method names and parameters (again with the model's classes below)
+    precheck_files(out, counts_log, known, cert_config(kw))  # a wrong command fails before workers start
 
     import ray
     from ray.exceptions import RayActorError, RayTaskError
