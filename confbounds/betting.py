@@ -38,26 +38,35 @@ Numerics and rounding (SPEC 2.4)
 * The bets ``lambda`` are whatever the floating-point computation gives:
   any predictable bet keeps the martingale property, so their rounding
   cannot break validity.
-* Hedged: the log-capital ``sum log1p(lambda_i(m) (X_i - m))`` is summed
-  with Neumaier compensation, together with a running bound on its
-  rounding error ``err = 8 u (|S| + sum|g_i| + sum|z_i|) + 4 t u^2 sum|g_i|``
-  (``u = 2**-53``; the terms are the compensated-sum error and the
-  per-term ``log1p`` and product errors).  A point ``m`` counts as
-  rejected only if ``S - err >= log(1/alpha)``: every reported lower bound
-  is a point certified to have ``K_t(m) >= 1/alpha`` in exact arithmetic.
+* Hedged capital arithmetic: the factors ``1 + z_i``, ``z_i = lambda_i(m)
+  (X_i - m)``, are multiplied in chunks of 32 (each factor lies in
+  ``[1 - c, 1 + max lambda]``, so no overflow) and the logs of the chunk
+  products are summed with Neumaier compensation: one ``log`` per 32
+  samples.  ``z_i`` carries at most three roundings (``c/m``, ``X_i - m``,
+  the product), so a factor errs by at most ``u + 6.03 u |z_i|`` relative
+  (``1 + z_i >= 1/2``); a running bound ``err = 4u t + 8u sum|z_i| +
+  2u sum|log P| + 4u |S| + 4 t u^2 sum|log P|`` covers these, the
+  products, ``log`` and the summation (``u = 2**-53``).  A point ``m``
+  counts as rejected only if ``log K - err >= log(1/alpha)``: every
+  reported lower bound is a point certified to have ``K_t(m) >= 1/alpha``
+  in exact arithmetic.
 * Hedged fixed-n root: safeguarded Newton/bisection on the certified
   log-capital keeping a bracket ``[lo, hi]`` (``lo`` certified rejected,
   ``hi`` not) until ``hi - lo <= 1e-10 hi``; ``lo`` is returned, so the
   root-finding error can only lower the bound.  No grid.
 * Hedged confidence sequence: an exact root at every ``t`` costs
   ``O(n^2)``.  ``betting_cs`` instead reports, at each ``t``, the largest
-  point of the grid ``{j / G : j = 1..G-1}`` (``G = grid_size``, in [0, 1]
-  units, so the resolution is ``(b - a) / G``) whose capital is certified
-  ``>= 1/alpha``, or ``a`` if there is none.  By monotonicity this is the
-  exact CS lower bound rounded *down* to the grid.  The capital at each grid
-  point is evaluated lazily (cached partial sums, advanced only when the
-  search visits the point), which gives exactly the full-grid answer at a
-  typical cost of a few log evaluations per sample.
+  point of the grid ``{j / G : j = 1..G-1}`` (``G = grid_size``, default
+  1000, in [0, 1] units, so the resolution is ``(b - a) / G``) whose
+  capital is certified ``>= 1/alpha``, or ``a`` if there is none.  By
+  monotonicity this is the exact CS lower bound rounded *down* to the
+  grid.  The capital at each grid point is evaluated lazily (cached
+  partial products, advanced only when the search visits the point; the
+  search gallops from the previous answer and bisects), which gives exactly
+  the full-grid answer at a cost of a few multiplications per sample plus
+  ``t`` for every visit of a point last seen long ago.  Rejection is tested
+  as ``P >= threshold`` on the pending chunk product, with a certified
+  threshold renewed once per chunk (no ``log`` per test).
 * PrPl-EB: the three sums have non-negative terms, so recursive summation
   errs by at most ``t u`` relative (Higham 2002, eq. 4.4); ``L_t`` is
   lowered by ``16 (t + 1) u (S_1 + 4 Lambda + S_2 + log(1/alpha)) /
@@ -191,13 +200,14 @@ def _logcap(y, lam, m, c, i0, i1, state, want_der):
 def _certified(state, t):
     """(value, certified lower value) of ``log K`` after t factors.
 
-    Rounding of one factor ``fl(1 + fl(lambda fl(X - m)))`` is at most
-    ``u + 4.02 u |z|`` relative (``1 + z >= 1 - c = 1/2``), each product
-    step adds ``u``, so a chunk log errs by at most ``1.01 sum(2u + 4.02 u
-    |z_i|)`` plus ``u |log P|`` for ``log`` itself; Neumaier summation of the
-    chunk logs adds ``2u |S| + O(t u^2) sum|log P|``.  The bound used is
-    twice that: ``4u t + 8u sum|z| + 2u (sum|log P| + |log P_pending|) +
-    4u |S| + 4 t u^2 sum|log P|``.
+    ``z`` carries at most three roundings (``c/m``, ``X - m``, the
+    product), so a factor ``fl(1 + z)`` errs by at most ``u + 6.03 u |z|``
+    relative (``1 + z >= 1 - c = 1/2``); each product step adds ``u``, so a
+    chunk log errs by at most ``1.01 sum(2u + 6.03 u |z_i|)`` plus
+    ``u |log P|`` for ``log`` itself; Neumaier summation of the chunk logs
+    adds ``2u |S| + O(t u^2) sum|log P|``.  The bound used,
+    ``4u t + 8u sum|z| + 2u (sum|log P| + |log P_pending|) + 4u |S| +
+    4 t u^2 sum|log P|``, dominates each of these terms.
     """
     lp = math.log(state[5])
     val = state[0] + state[1] + lp
@@ -684,7 +694,7 @@ def betting_ci(x, alpha: float, side: str = "lower", bounds=(0.0, 1.0), method: 
     >>> x = np.random.default_rng(0).beta(2, 5, size=10_000)
     >>> low = betting_ci(x, 0.05)
     >>> bool(low <= 2 / 7), round(low, 3)
-    (True, 0.282)
+    (True, 0.283)
     """
     y, one_d, alpha, a, b = _prepare(x, alpha, side, bounds, method)
     c = TRUNCATION
