@@ -104,22 +104,25 @@ The tail posynomial has up to ``(n+1)(n+2)/2`` terms (the outcomes with
 term (it sits on the wrong side of the inequality), so a step costs one O(n^2)
 NumPy pass (tail and condensation exponents) plus one 3-variable GP (a few ms
 of cvxpy/Clarabel time, most of it cvxpy overhead), and the multi-start scan
-one O(41 n^2) pass.  Median wall time of one call, default formulation
+one O(41 n^2) pass.  Median time of one call, default formulation
 (``benchmarks/signomial_speed.py``: 8 random problems near a bound inversion
-per n, 6 linear and 2 probit; 2 cores shared with other jobs at load average
-10-14, so an idle machine is faster)::
+per n, 6 linear and 2 probit; process CPU time, and wall time on 2 cores
+shared with other jobs at load average 12-17, so the wall times are inflated)::
 
-    n =   20:  0.33 s     n =  200:  0.32 s     n = 1000:   2.0 s
-    n =   50:  0.39 s     n =  500:  0.78 s     n = 2000:  17 s
-    n =  100:  0.45 s
+    n      CPU      wall     certified_sup (wall)
+    20     0.05 s   0.44 s   1.4 ms
+    50     0.06 s   0.46 s   1.0 ms
+    100    0.07 s   0.62 s   0.2 ms
+    200    0.04 s   0.16 s   1.1 ms
+    500    0.16 s   0.50 s   13 ms
+    1000   0.53 s   2.6 s    8.7 ms
+    2000   2.5 s    7.6 s    34 ms
 
-against 0.4-64 ms for the certified curve search (``certified_sup``) in the
-same run, i.e. 40 to 1100 times slower.  Up to n of a few hundred the time is
-the fixed cvxpy overhead of 5-30 GP steps; from n of about 1000 the O(n^2)
-enumerations take over (the 41-point scan alone holds 41 n^2 / 2 floats) and a
-call takes seconds, at n = 2000 tens of seconds.  Practical for n up to a few
-hundred; beyond that use it only for spot checks.  ``docs/validation/signomial.md``
-has the full table.
+The certified curve search is 40 to 2700 times faster.  Up to n of a few
+hundred the time is the fixed cvxpy overhead of 5-20 GP steps; from n of about
+1000 the O(n^2) enumerations take over and a call takes seconds.  Practical
+for n up to a few hundred; beyond that use it only for spot checks.
+``docs/validation/signomial.md`` has the full table.
 
 References
 ----------
@@ -643,8 +646,8 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
     Notes
     -----
     Cost per step: one O(n^2) enumeration plus one 3-variable GP; practical
-    up to ``n`` of a few hundred: about 0.45 s at n = 100, 2 s at n = 1000,
-    17 s at n = 2000 (module docstring for the measured times).
+    up to ``n`` of a few hundred: at n = 100 about 0.07 s of CPU (0.6 s wall
+    on a loaded machine), at n = 2000 2.5 s of CPU (module docstring).
 
     Examples
     --------
