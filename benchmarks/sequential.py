@@ -67,6 +67,8 @@ def main(argv=None):
                     help="cache of the fixed-n counts ('' disables)")
     ap.add_argument("--growth", type=float, default=2.0)
     ap.add_argument("--futility-z", type=float, default=2.0)
+    ap.add_argument("--final-share", type=float, default=0.5, help="cp-looks: share of alpha at the last look")
+    ap.add_argument("--lower-share", type=float, default=0.9, help="cp-looks: share of alpha on the lower side")
     ap.add_argument("--bounds", nargs="+", default=["mixture", "cp-looks"], help="sequential bounds to run")
     ap.add_argument("--skip-sequential", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -96,7 +98,8 @@ def main(argv=None):
     for bound in ([] if args.skip_sequential else args.bounds):
         run = certify_dataset_sequential(sampler, xs, ys, sigma=SIGMA, alpha=ALPHA, radii=RADII, max_n=args.max_n,
                                          n0=args.n0, batch_size=args.batch_size, growth=args.growth, seed=args.seed,
-                                         bound=bound, futility_z=args.futility_z,
+                                         bound=bound, futility_z=args.futility_z, final_share=args.final_share,
+                                         lower_share=args.lower_share,
                                          model_batch_size=args.model_batch_size, progress=True)
         seq_acc = {r: run.certified_accuracy(r) for r in RADII}
         fp = np.array([c.forward_passes for c in run.certificates])
@@ -106,7 +109,9 @@ def main(argv=None):
             for r in RADII:
                 decisions[r][c.decisions[r]] = decisions[r].get(c.decisions[r], 0) + 1
         rec = {
-            "bound": bound, "futility_z": args.futility_z, "growth": args.growth,
+            "bound": bound, "futility_z": args.futility_z, "growth": args.growth, "max_n": args.max_n,
+            "batch_size": args.batch_size,
+            **({"final_share": args.final_share, "lower_share": args.lower_share} if bound == "cp-looks" else {}),
             "forward_passes": int(run.forward_passes), "wall_s": run.wall_time, "model_calls": run.model_calls,
             "fill_rate": run.fill_rate, "certified_accuracy": seq_acc,
             "per_input_forward_passes": {"median": float(np.median(fp)), "mean": float(fp.mean()),
@@ -117,12 +122,20 @@ def main(argv=None):
             "accuracy_difference_pp": {r: 100 * (seq_acc[r] - fixed_acc[r]) for r in RADII},
             "same_top_class_as_fixed": float(np.mean([a.top == b.top for a, b in zip(run.certificates, certs)])),
         }
-        result["sequential"][bound] = rec
+        name = bound if bound != "cp-looks" else f"cp-looks(final={args.final_share:g},lower={args.lower_share:g})"
+        result["sequential"][name] = rec
         print(f"sequential ({bound}): {run.forward_passes} passes ({rec['ratio_forward_passes']:.1f}x fewer), "
               f"{run.wall_time:.1f} s ({rec['ratio_wall']:.1f}x faster), fill rate {run.fill_rate:.4f}, "
               f"median per input {np.median(fp):.0f}")
         print(f"  certified accuracy {seq_acc}; difference (pp) {rec['accuracy_difference_pp']}; stops {stops}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if os.path.exists(args.out):  # keep the sequential runs of other configurations on the same baseline
+        with open(args.out) as fh:
+            old = json.load(fh)
+        same = (old.get("fixed_n", {}).get("forward_passes") == fixed_passes
+                and old.get("config", {}).get("inputs") == len(xs))
+        if same:
+            result["sequential"] = {**old.get("sequential", {}), **result["sequential"]}
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     print(f"wrote {args.out}")
