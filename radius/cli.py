@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--limit", type=int, default=None, help="only the first K test inputs")
     d.add_argument("--batch-size", type=int, default=1000)
+    d.add_argument("--workers", type=int, default=None,
+                   help="background processes recertifying while sampling (default min(2, CPUs); 0: none)")
     d.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -252,7 +254,7 @@ def _cmd_demo(a) -> int:
     from .demo import DEFAULT_N, run_demo
 
     run_demo(a.out_dir, sigmas=a.sigmas, ns=a.n or [DEFAULT_N], n0=a.n0, alpha=a.alpha, seed=a.seed,
-             limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress)
+             limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress, workers=a.workers)
     return 0
 
 

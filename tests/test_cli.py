@@ -125,6 +125,15 @@ def test_demo_small(tmp_path, capsys):
     # every method saw the same counts: one log per noise level, sampled once
     logs = sorted(p.name for p in (tmp_path / "demo").glob("counts_*.jsonl"))
     assert logs == ["counts_sigma0.25_n200.jsonl", "counts_sigma0.5_n200.jsonl"]
+    # recertifying in background processes (default) or in order in this process (--workers 0): same results
+    rc, so0, se = run(["demo", "--out-dir", tmp_path / "seq", "--limit", 8, "--n", 200, "--n0", 30, "--workers", 0,
+                       "--no-progress"], capsys)
+    assert rc == 0, se
+    assert (tmp_path / "seq" / "table.md").read_text() == (tmp_path / "demo" / "table.md").read_text()
+    for p in (tmp_path / "demo").glob("sigma*.tsv"):
+        a = [ln.split("\t")[:5] + ln.split("\t")[6:] for ln in p.read_text().splitlines()]
+        b = [ln.split("\t")[:5] + ln.split("\t")[6:] for ln in (tmp_path / "seq" / p.name).read_text().splitlines()]
+        assert a == b, p.name
 
 
 def test_console_script_entry_point(tmp_path):
