@@ -200,9 +200,10 @@ def exact_buckets(selection_totals, top: int, n0: float, n: int, alpha: float) -
     candidate is scored by a normal-approximation forecast of its margin
     bound at the estimation size ``n``:
     ``min_b (p_y - p_b) - z_{alpha/B} sqrt((p_y + p_b - (p_y - p_b)^2) / n)``
-    with ``p_k = (s_k + 1/2) / (n0 + m/2)`` from the selection totals ``s``
-    (the pseudo-count makes a merged bucket of many unseen classes
-    pessimistic).  The best forecast wins (ties: fewer buckets).  Only the
+    with ``p_y = (s_y + 1/2) / (n0 + m/2)`` and a bucket mass that adds a
+    pseudo-count 1/2 for each class *seen* in the selection plus 1/2 for the
+    bucket (a merged bucket of many seen classes is forecast pessimistically;
+    classes never seen cost nothing extra when merged).  The best forecast wins (ties: fewer buckets).  Only the
     selection sample and the design constants ``n``, ``alpha`` enter, so the
     choice is independent of the estimation sample and the per-bucket bounds
     stay valid at ``alpha/B``.  Why not CPM's rule: a merged bucket whose
@@ -216,8 +217,9 @@ def exact_buckets(selection_totals, top: int, n0: float, n: int, alpha: float) -
     [(2,), (0,), (3,)]
     """
     t = np.asarray(selection_totals, dtype=float)
+    n0 = float(n0)
     m = t.size
-    p = (t + 0.5) / (float(n0) + 0.5 * m)
+    p_top = (t[top] + 0.5) / (n0 + 0.5 * m)
     others = [int(k) for k in np.argsort(-t, kind="stable") if k != top]
     from scipy.stats import norm
 
@@ -230,12 +232,17 @@ def exact_buckets(selection_totals, top: int, n0: float, n: int, alpha: float) -
             continue
         z = float(norm.isf(alpha / len(cand)))
         score = min(
-            (p[top] - pb) - z * math.sqrt(max(p[top] + pb - (p[top] - pb) ** 2, 0.0) / n)
-            for pb in (float(p[list(b)].sum()) for b in cand)
+            (p_top - pb) - z * math.sqrt(max(p_top + pb - (p_top - pb) ** 2, 0.0) / n)
+            for pb in (_forecast_mass(t[list(b)], n0, m) for b in cand)
         )
         if score > best_score + 1e-15 or (abs(score - best_score) <= 1e-15 and len(cand) < len(best)):
             best, best_score = cand, score
     return best
+
+
+def _forecast_mass(totals: np.ndarray, n0: float, m: int) -> float:
+    seen = int(np.count_nonzero(totals > 0))
+    return float((totals.sum() + 0.5 * seen + 0.5) / (n0 + 0.5 * m))
 
 
 # --------------------------------------------------------------------------- mean bounds
