@@ -96,6 +96,10 @@ UNDECIDED_RTOL = 1e-2
 #: ``thr * exp(-CERT_GAP)`` (2% below the threshold; about ``CERT_GAP / z_alpha``
 #: standard errors of tightness).
 CERT_GAP = 0.02
+#: Binomial tails are pruned where the neglected (and added-back) mass is below
+#: ``PRUNE_FRACTION * level`` (or 1e-17 if larger): it inflates the certified
+#: supremum by at most a few ``1e-7`` relative, well inside ``CERT_GAP``.
+PRUNE_FRACTION = 1e-7
 #: Default Berger–Boos slack as a fraction of the level, used with ``berger_boos=True``.
 BERGER_BOOS_FRACTION = 0.1
 
@@ -256,7 +260,7 @@ def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol
     kvec = threshold_table(n, t, statistic, M)
     res = invert_fast(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
-                      _LOGCUT, CERT_GAP, 20 * int(max_nodes))
+                      max(_LOGCUT, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
 
 

@@ -36,9 +36,11 @@ Safety (SPEC 2.4 and 4.4)
   is bounded by the Chernoff bound ``P(Bin(m, p) >= k) <= exp(-m KL(k/m || p))``
   (``k >= mp``; likewise for the lower tail) and **added** to the upper bound.
 * Floating-point error: the result is multiplied by ``1 + R`` and ``A`` is
-  added, with ``R = 64 eps B`` (``B`` bounds the magnitude of every log term
+  added, with ``R = 64 eps B + 256 eps`` (``B`` bounds the magnitude of every log term
   summed, so ``R`` dominates the error of ``exp`` of a sum of a few rounded
-  log terms) and ``A = 16 eps (number of additions) + 8 n eps`` (the second
+  log terms; ``256 eps`` covers the binomial weights obtained by the ratio
+  recurrence ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/(1-pi)``,
+  re-anchored on the log table every 32 steps) and ``A = 16 eps (number of additions) + 8 n eps`` (the second
   term covers the perturbation of ``q`` by a few ulps when forming
   ``pi, rho``: the total-variation distance of two ``n``-fold products is at
   most ``n`` times that of the factors).  The lower bound subtracts the same.
@@ -347,7 +349,8 @@ def _rel_margin(n, lpi, lpc, lr, lrc, LF):
     for v in (lpi, lpc, lr, lrc):
         if np.isfinite(v):
             b += n * abs(v)
-    return 64.0 * 2.220446049250313e-16 * (b + 1.0)
+    # + 256 eps: ratio recurrences of at most 32 steps (4 roundings each) between re-anchorings
+    return 64.0 * 2.220446049250313e-16 * (b + 1.0) + 256.0 * 2.220446049250313e-16
 
 
 @njit(cache=True, error_model="numpy")
@@ -363,19 +366,30 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
     Fl, Fh, nops = _sf_bounds(s_lo, k, rho, lr, lrc, LF, logcut)
     acc_l = 0.0
     acc_h = 0.0
+    w = 0.0
+    wratio = 0.0
+    if pi < 1.0:
+        wratio = pi / (1.0 - pi)
     for s in range(s_lo, s_hi + 1):
         if s > s_lo:
             j = k - 1
+            bb = -1.0
             if j >= 0 and j <= s - 1:
-                b = rho * math.exp(_lbin(s - 1, j, lr, lrc, LF))
+                bb = math.exp(_lbin(s - 1, j, lr, lrc, LF))  # P(Bin(s-1, rho) = k-1)
+                b = rho * bb
                 Fh += b
                 Fl += b
             kt = kvec[s]
+            first = True
             while k < kt:
                 if k >= 0 and k <= s:
-                    b = math.exp(_lbin(s, k, lr, lrc, LF))
+                    if first and bb >= 0.0 and k >= 1:
+                        b = bb * rho * s / k  # P(Bin(s, rho) = k) = P(Bin(s-1, rho) = k-1) rho s / k
+                    else:
+                        b = math.exp(_lbin(s, k, lr, lrc, LF))
                     Fh -= b
                     Fl -= b
+                first = False
                 k += 1
                 nops += 1
             while k > kt:
@@ -395,7 +409,11 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
                 Fl = 1.0
             if Fl < 0.0:
                 Fl = 0.0
-        w = math.exp(_lbin(n, s, lpi, lpc, LF))
+        # Bin(s; n, pi) by the ratio recurrence, re-anchored on the log table every 32 steps
+        if (s - s_lo) % 32 == 0:
+            w = math.exp(_lbin(n, s, lpi, lpc, LF))
+        else:
+            w = w * (n - s + 1) / s * wratio
         acc_h += w * Fh
         acc_l += w * Fl
     nops += 2 * (s_hi - s_lo + 1)
