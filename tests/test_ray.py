@@ -87,6 +87,26 @@ def test_a_file_of_another_run_is_refused_before_workers_start(reference, tmp_pa
     assert (out.read_bytes(), log.read_bytes()) == before
 
 
+def test_code_fingerprint_changes_with_any_source_file(tmp_path):
+    from radius.engines.ray_engine import code_fingerprint
+
+    a = tmp_path / "radius"
+    (a / "sub").mkdir(parents=True)
+    (a / "x.py").write_text("x = 1\n")
+    (a / "sub" / "y.py").write_text("y = 2\n")
+    (a / "notes.txt").write_text("ignored")
+    f0 = code_fingerprint([str(a)])
+    assert f0 == code_fingerprint([str(a)])
+    (a / "notes.txt").write_text("still ignored")
+    assert code_fingerprint([str(a)]) == f0
+    (a / "sub" / "y.py").write_text("y = 3\n")  # one digit in a nested module
+    f1 = code_fingerprint([str(a)])
+    assert f1 != f0
+    (a / "sub" / "y.py").rename(a / "sub" / "z.py")  # same bytes, another name
+    assert code_fingerprint([str(a)]) not in (f0, f1)
+    assert len(code_fingerprint()) == 16  # the installed packages
+
+
 def test_certify_one_equals_the_local_loop_row_for_row(reference):
     """The per-input function the actors run reproduces the local engine's rows (no Ray involved)."""
     from radius.engines.local import certify_one
@@ -124,7 +144,10 @@ def cluster():
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ctx = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2 ** 20, log_to_driver=False)
+    # a worker process may take long to start on an overloaded CI box: allow it 5 minutes to register
+    # (Ray's default, 60 s, was hit once at load average 18 on this 2-core machine)
+    ctx = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2 ** 20, log_to_driver=False,
+                   _system_config={"worker_register_timeout_seconds": 300})
     try:
         yield ctx.address_info["gcs_address"]
     finally:

@@ -57,7 +57,7 @@ import numpy as np
 from .. import results as res
 from .local import InputResult, cert_config, certify_one, dry_run, open_run, precheck_files
 
-__all__ = ["ModelSpec", "certify_dataset_ray", "add_ray_arguments", "cmd_certify_ray", "main"]
+__all__ = ["ModelSpec", "certify_dataset_ray", "code_fingerprint", "add_ray_arguments", "cmd_certify_ray", "main"]
 
 #: A task whose actor died is redone; an input whose tasks killed their actor this often is reported.
 _MAX_ATTEMPTS = 4
@@ -234,7 +234,7 @@ class _Worker:
         bs = getattr(s, "batch_size", None)
         return {"model_id": mid, "num_classes": int(s.num_classes), "batch_size": None if bs is None else int(bs),
                 "sigma": getattr(s, "sigma", None), "pid": self.pid, "node": os.uname().nodename,
-                "load_s": self.started - self.created, "warmup_s": warmup}
+                "load_s": self.started - self.created, "warmup_s": warmup, "code": code_fingerprint()}
 
     def ping(self) -> int:
         """Answers once the actor is alive (after a restart, once its sampler is rebuilt)."""
@@ -268,6 +268,33 @@ def _connect(address: Optional[str], num_cpus: int, ray_init_kwargs: Optional[Ma
     kw.update(ray_init_kwargs or {})
     ray.init(**kw)
     return True
+
+
+def code_fingerprint(roots: Optional[Sequence[str]] = None) -> str:
+    """SHA-256 (16 hex digits) of the Python sources of ``confbounds``, ``backends`` and ``radius`` on disk.
+
+    The driver and every worker compute it; different values mean the nodes run
+    different versions of the code, whose certificates may differ (in the last
+    digits of a bound, or more), so the run is refused.
+    """
+    import hashlib
+    import importlib.util
+
+    if roots is None:  # located without importing them
+        roots = [list(importlib.util.find_spec(p).submodule_search_locations)[0]
+                 for p in ("confbounds", "backends", "radius")]
+    h = hashlib.sha256()
+    for root in roots:
+        base = os.path.basename(os.path.normpath(root))
+        files = []
+        for d, dirs, names in os.walk(root):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            files += [os.path.join(d, f) for f in names if f.endswith(".py")]
+        for f in sorted(files):
+            h.update((base + "/" + os.path.relpath(f, root).replace(os.sep, "/")).encode() + b"\0")
+            with open(f, "rb") as fh:
+                h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()[:16]
 
 
 def _ray_connected() -> bool:
@@ -400,6 +427,7 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
     known: Dict[str, Any] = {"sigma": sigma, "n0": n0, "n": n, "seed": seed, "mode": mode}
     if spec.model_id is not None or driver_hash is not None:
         known["model"] = spec.model_id if spec.model_id is not None else driver_hash
+    code = code_fingerprint()
     dry_run(kw, 2, n0, n, mode)  # method names and parameters (again with the model's classes below)
     precheck_files(out, counts_log, known, cert_config(kw))  # a wrong command fails before workers start
 
@@ -438,6 +466,10 @@ def certify_dataset_ray(model, inputs, labels, *, sigma: float, alpha: float = 0
             raise ValueError(f"the actors loaded different models (identities {sorted(ids)}); the model file must "
                              "be the same on every node")
         model_id = ids.pop()
+        other = sorted({i["code"] for i in infos} - {code})
+        if other:
+            raise ValueError(f"the Ray workers run another version of confbounds/backends/radius than the driver "
+                             f"(source fingerprints {other} != {code}); install the same version on every node")
         if driver_hash is not None and model_id != driver_hash:
             raise ValueError(f"the actors' model {path!r} (SHA-256 {model_id}) differs from the driver's copy "
                              f"({driver_hash})")
