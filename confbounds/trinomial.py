@@ -556,7 +556,7 @@ def tail_prob(q, n: int, t, statistic: str = "difference", taylor_order: Optiona
 
     >>> from scipy import stats
     >>> p = tail_prob((0.6, 0.4, 0.0), 10, 2)          # P(X1 >= 6)
-    >>> abs(p - stats.binom.sf(5, 10, 0.6)) < 1e-12
+    >>> bool(abs(p - stats.binom.sf(5, 10, 0.6)) < 1e-12)
     True
     """
     return tail_prob_bounds(q, n, t, statistic, taylor_order)[1]
@@ -583,9 +583,9 @@ def statistic_pmf(q, n: int, statistic: str = "difference",
 
     Examples
     --------
-    >>> v, p = statistic_pmf((0.5, 0.5, 0.0), 2)
+    >>> v, p = statistic_pmf((0.5, 0.25, 0.25), 1)
     >>> v.tolist(), p.tolist()
-    ([-2, 0, 2], [0.25, 0.5, 0.25])
+    ([-1, 0, 1], [0.25, 0.25, 0.5])
     """
     n = _check_n(n)
     check_choice(statistic, "statistic", STATISTICS)
