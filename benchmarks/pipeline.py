@@ -50,7 +50,7 @@ def main(argv=None):
 
     from backends.models import default_model_path, load_digits_split
     from radius.cli import onnx_sampler
-    from radius.certify import certify
+    from radius.certificate import certify
     from radius.demo import methods
     from radius.pipeline import certify_dataset, input_seeds
     from radius.results import read_counts_log

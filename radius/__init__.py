@@ -9,11 +9,13 @@ _LAZY = {
     "r1": "radius.radii",
     "r_mono_lip": "radius.radii",
     "r_multi_lip": "radius.radii",
-    "Certificate": "radius.certify",
-    "certify": "radius.certify",
+    "Certificate": "radius.certificate",
+    "certify": "radius.certificate",
     "certify_dataset": "radius.pipeline",
     "recertify": "radius.pipeline",
     "certify_sequential": "radius.sequential",
+    "certify_dataset_sequential": "radius.sequential",
+    "certify_dataset_ray": "radius.engines.ray_engine",
 }
 
 __all__ = list(_LAZY)

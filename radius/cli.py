@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw-counts log (default: results/<data>_<model>_sigma<s>_n0<n0>_n<n>_seed<seed>.counts.jsonl; "
                         "'none' to disable)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .engines.ray_engine import add_ray_arguments
+
+    add_ray_arguments(c)
+    c.add_argument("--sequential", action="store_true",
+                   help="anytime-valid sequential sampling: stop each input once --radii are decided "
+                        "(and/or its radius is pinned to --tolerance); see docs/sequential.md")
+    c.add_argument("--radii", type=float, nargs="+", default=None, help="(--sequential) radii to decide")
+    c.add_argument("--tolerance", type=float, default=None, help="(--sequential) pin the radius to this width")
+    c.add_argument("--max-n", type=int, default=100_000,
+                   help="(--sequential) cap on estimation samples per input (default 100000)")
+    c.add_argument("--seq-bound", default="mixture", choices=("mixture", "cp-looks", "betting"),
+                   help="(--sequential) confidence sequence (default mixture)")
 
     r = sub.add_parser("recertify", help="recompute certificates from a raw-counts log under another method")
     r.add_argument("counts_log", help="log written by certify")
@@ -200,13 +212,8 @@ def _summary(certs, labels, path: Optional[str]) -> str:
     return s
 
 
-def _cmd_certify(a) -> int:
-    from .pipeline import _check_sigma, certify_dataset
-    from .results import file_hash
-
-    sigma = _check_sigma(a.sigma)
-    x, y, dname = load_data(a.data, a.split)
-    sampler, model_path = load_sampler(a.model, sigma, a.batch_size, a.simplex, a.temperature)
+def default_paths(a, dname: str, model_path: str, sigma: float):
+    """Result TSV and raw-counts log paths for ``certify`` (shared by the local and Ray engines)."""
     stem = f"{dname}_{os.path.splitext(os.path.basename(model_path))[0]}"
     out = a.out or os.path.join("results", f"{stem}_sigma{sigma:g}_n{a.n}_{a.reduction}_{a.radius}.tsv")
     log = a.counts_log
@@ -214,6 +221,25 @@ def _cmd_certify(a) -> int:
         log = os.path.join("results", f"{stem}_sigma{sigma:g}_n0{a.n0}_n{a.n}_seed{a.seed}.counts.jsonl")
     if log is not None and log.lower() == "none":
         log = None
+    return out, log
+
+
+def _cmd_certify(a) -> int:
+    from .pipeline import _check_sigma, certify_dataset
+    from .results import file_hash
+
+    if a.engine == "ray":
+        if a.sequential:
+            raise ValueError("--sequential runs on the local engine only; drop --engine ray or --sequential")
+        from .engines.ray_engine import cmd_certify_ray
+
+        return cmd_certify_ray(a)
+    sigma = _check_sigma(a.sigma)
+    x, y, dname = load_data(a.data, a.split)
+    sampler, model_path = load_sampler(a.model, sigma, a.batch_size, a.simplex, a.temperature)
+    if a.sequential:
+        return _cmd_certify_sequential(a, sampler, x, y, dname, sigma)
+    out, log = default_paths(a, dname, model_path, sigma)
     certs = certify_dataset(sampler, x, y, sigma=sigma, alpha=a.alpha, n0=a.n0, n=a.n, radius=a.radius,
                             reduction=a.reduction, bound=a.bound, lipschitz=a.lipschitz,
                             output_range=a.output_range, seed=a.seed, out=out, counts_log=log, limit=a.limit,
@@ -221,6 +247,25 @@ def _cmd_certify(a) -> int:
     sys.stdout.write(_summary(certs, y, out))
     if log:
         sys.stdout.write(f"counts log: {log}\n")
+    return 0
+
+
+def _cmd_certify_sequential(a, sampler, x, y, dname, sigma) -> int:
+    from .sequential import certify_dataset_sequential
+
+    if a.limit is not None:
+        x, y = x[:a.limit], y[:a.limit]
+    out = a.out or os.path.join("results", f"{dname}_sigma{sigma:g}_sequential_{a.seq_bound}.tsv")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    run = certify_dataset_sequential(sampler, x, y, sigma=sigma, alpha=a.alpha, radii=a.radii,
+                                     tolerance=a.tolerance, max_n=a.max_n, n0=a.n0, seed=a.seed,
+                                     bound=a.seq_bound, model_batch_size=a.batch_size, out=out,
+                                     progress=not a.no_progress)
+    sys.stdout.write(_summary(run.certificates, y, out))
+    sys.stdout.write(f"forward passes {run.forward_passes} (fixed n = {a.max_n} would use "
+                     f"{len(x) * (a.n0 + a.max_n)}); batch fill rate {run.fill_rate:.4f}\n")
+    for r in a.radii or []:
+        sys.stdout.write(f"certified accuracy at {r:g}: {run.certified_accuracy(r):.3f}\n")
     return 0
 
 

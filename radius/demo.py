@@ -34,13 +34,13 @@ DEFAULT_N = 1000
 
 
 def methods(reductions: Sequence[str] = REDUCTIONS, radii: Sequence[str] = RADII):
-    """The (reduction, radius) pairs :func:`radius.certify.certify` supports, radius-major.
+    """The (reduction, radius) pairs :func:`radius.certificate.certify` supports, radius-major.
 
     ``Rmono`` needs only the lower bound on the top class, so it is defined
-    with the ``cohen`` reduction alone (``radius.certify.SUPPORTED``); the
+    with the ``cohen`` reduction alone (``radius.certificate.SUPPORTED``); the
     other reductions would spend alpha on bounds it does not use.
     """
-    from .certify import SUPPORTED
+    from .certificate import SUPPORTED
 
     return [(red, rad) for rad in radii for red in reductions if red in SUPPORTED.get(rad, ())]
 

@@ -3,7 +3,7 @@
 :func:`certify_dataset` runs the loop of Cohen, Rosenfeld & Kolter (ICML 2019,
 ``certify.py``): for every input draw ``n0`` *selection* samples and ``n``
 *estimation* samples, turn them into a certificate with
-:func:`radius.certify.certify`, append one row to the results TSV and flush.
+:func:`radius.certificate.certify`, append one row to the results TSV and flush.
 Selection and estimation samples come from two different per-input seeds
 (:func:`input_seeds`), so the top class and the buckets chosen on the
 selection samples are independent of the samples the bound uses (SPEC 1).
@@ -163,7 +163,7 @@ def _dry_run(kw: Dict[str, Any], num_classes: int, mode: str) -> None:
     Uses tiny dummy samples (n0 = 1, n = 2) so that the check costs next to nothing
     whatever the method.
     """
-    from .certify import certify
+    from .certificate import certify
 
     m = max(int(num_classes), 2)
     if mode == "counts":
@@ -230,7 +230,7 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
     n0, n : int
         Selection and estimation sample sizes per input.
     radius, reduction, bound, lipschitz, output_range
-        Passed to :func:`radius.certify.certify`.
+        Passed to :func:`radius.certificate.certify`.
     seed : int
         Run seed; input ``i`` uses the seeds :func:`input_seeds` ``(seed, i)``.
     out : str, optional
@@ -276,7 +276,7 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
     >>> certs[0].prediction, certs[0].radius > 0
     (0, True)
     """
-    from .certify import certify
+    from .certificate import certify
 
     sigma = _check_sigma(sigma)
     s_sigma = getattr(sampler, "sigma", None)
@@ -388,7 +388,7 @@ def recertify(counts_log: str, *, radius: str = "R2", reduction: str = "exact", 
     counts_log : str
         Path of the log.
     radius, reduction, alpha, bound, lipschitz, output_range
-        As in :func:`radius.certify.certify`.
+        As in :func:`radius.certificate.certify`.
     out : str, optional
         Write a results TSV (same format and metadata as a direct run, so it
         can be compared or resumed).
@@ -405,7 +405,7 @@ def recertify(counts_log: str, *, radius: str = "R2", reduction: str = "exact", 
     Reporting, per input, the best of several methods computed on the same
     counts is *not*: it needs alpha split over the methods (SPEC 7).
     """
-    from .certify import certify
+    from .certificate import certify
 
     config, recs = res.read_counts_log(counts_log)
     if limit is not None:

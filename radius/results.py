@@ -122,7 +122,7 @@ def str_to_counts(s: str) -> Optional[np.ndarray]:
 def format_row(idx: int, label: int, cert, time_s: float, selection=None, estimation=None) -> str:
     """One TSV line (with trailing newline) for a certificate.
 
-    ``cert`` is a :class:`radius.certify.Certificate` (attributes
+    ``cert`` is a :class:`radius.certificate.Certificate` (attributes
     ``prediction, radius, top, runner_up, p_a_lower, p_b_upper, margin_lower,
     margin, radius_kind, reduction, bound, alpha, n_tests, sigma, n0, n``;
     ``p_a_lower``/``p_b_upper`` are ``nan`` for the exact reduction, which

@@ -75,7 +75,7 @@ from scipy import special
 
 from confbounds._validate import check_alpha, check_choice
 
-from .certify import Certificate
+from .certificate import Certificate
 
 __all__ = ["SequentialCertificate", "SequentialRun", "certify_sequential", "certify_dataset_sequential",
            "look_schedule", "look_alphas", "batch_model",
@@ -95,7 +95,7 @@ CERTIFIED, REFUTED, UNDECIDED, FUTILE = "certified", "refuted", "undecided", "fu
 
 @dataclass(frozen=True, eq=False)
 class SequentialCertificate(Certificate):
-    """A :class:`radius.certify.Certificate` (``radius_kind="Rmono"``, ``reduction="cohen"``) plus the sequence.
+    """A :class:`radius.certificate.Certificate` (``radius_kind="Rmono"``, ``reduction="cohen"``) plus the sequence.
 
     Extra attributes
     ----------------

@@ -36,7 +36,7 @@ from scipy import optimize, stats
 
 from backends.base import ArraySampler
 from radius import certify
-from radius.certify import SUPPORTED
+from radius.certificate import SUPPORTED
 from radius.radii import smoothed_ramp
 
 ALPHA = 0.2

@@ -4,7 +4,7 @@
 :func:`radius.pipeline.certify_dataset` (Cohen, Rosenfeld & Kolter, ICML 2019,
 ``certify.py``): draw ``n0`` selection and ``n`` estimation samples of input
 ``idx`` with the per-input seeds :func:`radius.pipeline.input_seeds` ``(seed,
-idx)`` and turn them into a :class:`radius.certify.Certificate`.  Because the
+idx)`` and turn them into a :class:`radius.certificate.Certificate`.  Because the
 samples of input ``idx`` depend only on ``(seed, idx)``, any engine that runs
 :func:`certify_one` for every index, on any machine and in any order, and
 writes the results in index order with :class:`RunFiles`, produces the file a
@@ -90,7 +90,7 @@ def certify_one(sampler, x, label: int, idx: int, *, seed: int, n0: int, n: int,
     seed, n0, n : int
         Run seed and sample sizes.
     cert_kwargs : mapping
-        Keyword arguments of :func:`radius.certify.certify` (``sigma, alpha,
+        Keyword arguments of :func:`radius.certificate.certify` (``sigma, alpha,
         radius, reduction, bound, lipschitz, output_range``).
     mode : {"counts", "scores"}
     num_classes : int, optional
@@ -112,7 +112,7 @@ def certify_one(sampler, x, label: int, idx: int, *, seed: int, n0: int, n: int,
     >>> r.idx, r.cert.prediction, int(r.estimation.sum())
     (3, 0, 2000)
     """
-    from ..certify import certify
+    from ..certificate import certify
     from ..pipeline import _check_counts, input_seeds
 
     t0 = time.perf_counter()
@@ -210,9 +210,9 @@ def open_run(out: Optional[str], counts_log: Optional[str], sampling: Optional[M
     total : int
         Number of inputs of the run (rows beyond it are kept but not re-certified).
     cert_kwargs : mapping
-        Keyword arguments of :func:`radius.certify.certify`.
+        Keyword arguments of :func:`radius.certificate.certify`.
     """
-    from ..certify import certify
+    from ..certificate import certify
 
     tsv = log = None
     log_recs: List[Dict[str, Any]] = []

@@ -614,12 +614,10 @@ def cmd_certify_ray(a) -> int:
     x, y, dname = load_data(a.data, a.split)
     if a.model is not None and not os.path.exists(a.model):
         raise ValueError(f"--model file {a.model!r} does not exist")
-    out = a.out or os.path.join("results", f"{dname}_sigma{sigma:g}_n{a.n}_{a.reduction}_{a.radius}.tsv")
-    log = a.counts_log
-    if log is None and a.mode == "counts":
-        log = os.path.join("results", f"{dname}_sigma{sigma:g}_n0{a.n0}_n{a.n}_seed{a.seed}.counts.jsonl")
-    if log is not None and log.lower() == "none":
-        log = None
+    from backends.models import default_model_path
+    from ..cli import default_paths
+
+    out, log = default_paths(a, dname, a.model or default_model_path(sigma), sigma)
     certs = certify_dataset_ray(a.model, x, y, sigma=sigma, alpha=a.alpha, n0=a.n0, n=a.n, radius=a.radius,
                                 reduction=a.reduction, bound=a.bound, lipschitz=a.lipschitz,
                                 output_range=a.output_range, seed=a.seed, out=out, counts_log=log, limit=a.limit,
@@ -638,8 +636,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     ap = build_parser()
     sub = next(act for act in ap._actions if isinstance(act, argparse._SubParsersAction))
-    certify_parser = sub.choices["certify"]
-    add_ray_arguments(certify_parser, engine_default="ray")
+    sub.choices["certify"].set_defaults(engine="ray")  # build_parser added the engine arguments
     a = ap.parse_args(["certify", *(sys.argv[1:] if argv is None else argv)])
     try:
         if a.engine != "ray":

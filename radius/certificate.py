@@ -294,19 +294,3 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         lipschitz=L,
         output_range=r_range,
     )
-
-
-# ``radius/__init__.py`` exports the function ``certify`` lazily from this module of the
-# same name.  Python's import system sets the package attribute ``radius.certify`` to this
-# *module* once it is imported, so ``from radius import certify`` would return the module.
-# Making the module itself callable (delegating to the function) keeps that import working.
-import sys as _sys
-import types as _types
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return certify(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
