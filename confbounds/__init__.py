@@ -9,6 +9,10 @@ from .taylor import phi_inv_taylor, taylor_coefficients
 from .bernstein import empirical_bernstein, hoeffding
 from .betting import betting_ci, betting_cs
 from .margin import margin_lower_bound, MarginBound
+from .mixture import beta_binomial_cs, beta_binomial_cs_path
+from .nuisance import certified_sup
+from .signomial import signomial_sup
+from .trinomial import tail_prob
 from . import coverage
 
 __all__ = [
@@ -21,6 +25,11 @@ __all__ = [
     "betting_cs",
     "margin_lower_bound",
     "MarginBound",
+    "beta_binomial_cs",
+    "beta_binomial_cs_path",
+    "certified_sup",
+    "signomial_sup",
+    "tail_prob",
     "coverage",
 ]
 __version__ = "0.1.0"
