@@ -122,7 +122,7 @@ The certified curve search is 40 to 2700 times faster.  Up to n of a few
 hundred the time is the fixed cvxpy overhead of 5-20 GP steps; from n of about
 1000 the O(n^2) enumerations take over and a call takes seconds.  Practical
 for n up to a few hundred; beyond that use it only for spot checks.
-``docs/validation/signomial.md`` has the full table.
+``docs/validation.md`` has the full table.
 
 References
 ----------

@@ -206,7 +206,7 @@ def test_negative_control_cs_counts_a_miss_at_any_time():
     assert not res.passed
 
 
-if __name__ == "__main__":  # pragma: no cover - prints the table for docs/validation/continuous.md
+if __name__ == "__main__":  # pragma: no cover - prints the table for docs/validation.md
     import sys
     import time
 

@@ -141,7 +141,7 @@ def test_exact_beats_or_matches_bonferroni_linear_margin(case):
 
 def test_exact_vs_bonferroni_probit_margin():
     # Probit margin: the trinomial test with the X1 - X2 statistic is not uniformly better than Bonferroni;
-    # at extreme counts (975 of 1000 vs 9) it trails by < 1% (documented in docs/validation/radius.md).
+    # at extreme counts (975 of 1000 vs 9) it trails by < 1% (documented in docs/validation.md).
     ratios = []
     for sel, est in TYPICAL:
         b = bonferroni(sel, est, 0.001, margin="probit").margin_lower

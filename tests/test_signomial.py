@@ -301,7 +301,7 @@ def test_below_and_close_to_certified_sup(n, t, L, margin, statistic):
     # a feasible point's tail can never exceed a certified upper bound of the sup
     assert res.value <= cert.upper * (1 + 1e-12)
     # and on these problems the GP finds the maximiser: the gap is within the certified search's own width
-    # (measured gaps: see docs/validation/signomial.md)
+    # (measured gaps: see docs/validation.md)
     assert res.value >= cert.lower * (1 - 1e-5)
 
 
