@@ -29,7 +29,12 @@ corner bounds the supremum over the interval.  Corners are rounded outward
 (``q1`` up, ``q2`` down: relative ``4 eps`` for the linear curve, ``1e-11``
 for ``Phi``, ``1e-13`` plus the bisection bracket for ``h^{-1}``) and the tail
 is the certified upper bound of :mod:`confbounds.trinomial`.  A
-branch-and-bound splits the interval with the largest bound and stops
+branch-and-bound splits the interval with the largest bound (in two; in
+``mode="decide"`` into ``k <= 32`` equal pieces, ``k`` predicted from the
+interval's bound and a point value at its midpoint, :func:`_nsplit`: the box
+bound overshoots by about ``exp(c sqrt(n) w)`` for width ``w``, so cutting to
+the predicted width at once skips the intermediate halvings; the choice of
+pieces never affects validity, every piece gets its own box bound) and stops
 
 * ``mode="decide"``: when every bound is ``<= thr`` (certified) or a point's
   certified lower value is ``> thr`` (refuted), or the node budget is spent
@@ -289,6 +294,29 @@ def _atol(n):
 # ---------------------------------------------------------------------------
 # numba: branch-and-bound
 # ---------------------------------------------------------------------------
+#: Largest number of children of one split (decide mode).
+_KMAX = 32
+
+
+@njit(cache=True)
+def _nsplit(ub, pv, thr):
+    """Number of children for splitting an interval in decide mode (validity does not depend on it).
+
+    Heuristic: the box bound's overshoot ``log(ub / f)`` grows about linearly with the
+    interval's width (module docstring), and ``pv`` (a point value at the midpoint)
+    stands for ``f``; widths are cut by ``1.25 log(ub/pv) / log(thr/pv)`` so that most
+    children certify at once instead of after several halvings.  Plain bisection
+    when there is no usable point value.
+    """
+    if not (pv > 0.0) or not (pv < thr) or not (ub > thr):
+        return 2
+    r = 1.25 * math.log(ub / pv) / math.log(thr / pv)
+    if not (r < _KMAX):
+        return _KMAX
+    k = int(math.ceil(r))
+    return max(2, k)
+
+
 @njit(cache=True)
 def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hint, logcut):
     """Branch-and-bound on the curve for level L.
@@ -344,10 +372,11 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
             return 0, max(best_lb, extra_ub), best_lb, best_u, bq1, bq2, nodes
         if u1 == u0:
             break
-    cap = max_nodes + 16
+    cap = max_nodes + 16 + _KMAX
     A = np.empty(cap)
     B = np.empty(cap)
     UB = np.empty(cap)
+    PV = np.zeros(cap)  # certified lower value at the interval's midpoint (0: not evaluated)
     m = 0
     G = 4 if u1 > u0 else 1
     for i in range(G):
@@ -357,6 +386,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         UB[m] = tail_core(n, c1, c2, kvec, LF, logcut)[1]
         A[m] = a
         B[m] = b
+        PV[m] = 0.0
         m += 1
         nodes += 1
     while True:
@@ -377,7 +407,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         else:
             if ub - best_lb <= rtol * best_lb + _atol(n):
                 return 2, ub, best_lb, best_u, bq1, bq2, nodes
-        if nodes >= max_nodes or m + 2 > cap:
+        if nodes >= max_nodes or m + _KMAX + 1 > cap:
             return -1, ub, best_lb, best_u, bq1, bq2, nodes
         a = A[imax]
         b = B[imax]
@@ -385,17 +415,27 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         if not (a < c and c < b):
             return -1, ub, best_lb, best_u, bq1, bq2, nodes
         parent = UB[imax]
-        # left child replaces imax, right child appended
-        for side in range(2):
-            aa = a if side == 0 else c
-            bb = c if side == 0 else b
+        k = 2
+        if mode == 0:
+            k = _nsplit(parent, PV[imax], thr)
+        # children [a + (b-a) i/k, a + (b-a)(i+1)/k]; the first replaces imax, the rest are appended
+        for side in range(k):
+            aa = a if side == 0 else a + (b - a) * side / k
+            bb = b if side == k - 1 else a + (b - a) * (side + 1) / k
+            if not (aa < bb):
+                continue
             c1, c2 = _corner(kind, L, aa, bb, acoef, ccoef, H)
             v = min(parent, tail_core(n, c1, c2, kvec, LF, logcut)[1])
             nodes += 1
-            idx = imax if side == 0 else m
+            if side == 0:
+                idx = imax
+            else:
+                idx = m
+                m += 1
             A[idx] = aa
             B[idx] = bb
             UB[idx] = v
+            PV[idx] = 0.0
             # a point is worth evaluating only where it could refute / raise the lower bound
             need = v > thr if mode == 0 else v > best_lb * (1.0 + rtol) + _atol(n)
             if need:
@@ -403,12 +443,12 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
                 p1, p2 = _point(kind, L, um, acoef, ccoef, H)
                 lb = tail_core(n, p1, p2, kvec, LF, logcut)[0]
                 nodes += 1
+                PV[idx] = lb
                 if lb > best_lb:
                     best_lb = lb
                     best_u = um
                     bq1 = p1
                     bq2 = p2
-        m += 1
 
 
 @njit(cache=True)

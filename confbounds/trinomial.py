@@ -36,11 +36,13 @@ Safety (SPEC 2.4 and 4.4)
   is bounded by the Chernoff bound ``P(Bin(m, p) >= k) <= exp(-m KL(k/m || p))``
   (``k >= mp``; likewise for the lower tail) and **added** to the upper bound.
 * Floating-point error: the result is multiplied by ``1 + R`` and ``A`` is
-  added, with ``R = 64 eps B + 256 eps`` (``B`` bounds the magnitude of every log term
+  added, with ``R = 64 eps B + 512 eps`` (``B`` bounds the magnitude of every log term
   summed, so ``R`` dominates the error of ``exp`` of a sum of a few rounded
-  log terms; ``256 eps`` covers the binomial weights obtained by the ratio
-  recurrence ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/(1-pi)``,
-  re-anchored on the log table every 32 steps) and ``A = 16 eps (number of additions) + 8 n eps`` (the second
+  log terms; ``512 eps`` covers the binomial weights obtained by the ratio
+  recurrence ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/(1-pi)`` and the
+  conditional-binomial terms ``b(j) = b(j-1) (s-j+1)/j rho/(1-rho)`` of the
+  starting tail, both re-anchored on the log table every 32 steps: at most
+  ``32 x 5`` roundings each) and ``A = 16 eps (number of additions) + 8 n eps`` (the second
   term covers the perturbation of ``q`` by a few ulps when forming
   ``pi, rho``: the total-variation distance of two ``n``-fold products is at
   most ``n`` times that of the factors).  The lower bound subtracts the same.
@@ -318,8 +320,17 @@ def _sf_bounds(m, k, rho, lr, lrc, LF, logcut):
         return 0.0, min(1.0, math.exp(_log_chernoff(m, k, rho, True))), 0
     s = 0.0
     j0 = k if k > jlo else jlo
+    # P(Bin(m, rho) = j) by the ratio recurrence b(j) = b(j-1) (m-j+1)/j rho/(1-rho), re-anchored
+    # on the log table every 32 steps and whenever the term is tiny (no subnormal drift); <= 5
+    # roundings per step (2 in the ratio), so <= 160 eps relative: covered by _rel_margin.
+    ratio = rho / (1.0 - rho)
+    term = 0.0
     for j in range(j0, jhi + 1):
-        s += math.exp(_lbin(m, j, lr, lrc, LF))
+        if (j - j0) % 32 == 0 or term < 1e-250:
+            term = math.exp(_lbin(m, j, lr, lrc, LF))
+        else:
+            term = term * (((m - j + 1) / j) * ratio)
+        s += term
     hi = s + negu
     if k < jlo:
         hi += negl
@@ -349,8 +360,10 @@ def _rel_margin(n, lpi, lpc, lr, lrc, LF):
     for v in (lpi, lpc, lr, lrc):
         if np.isfinite(v):
             b += n * abs(v)
-    # + 256 eps: ratio recurrences of at most 32 steps (4 roundings each) between re-anchorings
-    return 64.0 * 2.220446049250313e-16 * (b + 1.0) + 256.0 * 2.220446049250313e-16
+    # + 512 eps: ratio recurrences of at most 32 steps between re-anchorings, in the weights
+    # Bin(s; n, pi) (4 roundings a step, 128 eps) and in the conditional tails P(Bin(s, rho) = j)
+    # summed by _sf_bounds (5 roundings a step, 160 eps); relative errors of a product add up.
+    return 64.0 * 2.220446049250313e-16 * (b + 1.0) + 512.0 * 2.220446049250313e-16
 
 
 @njit(cache=True, error_model="numpy")

@@ -138,3 +138,39 @@ def test_bad_input():
         certified_sup(3, 10, 0.1, tol=0)
     with pytest.raises(ValueError, match="L must lie"):
         certified_sup(3, 10, 55.0, margin="probit")
+
+
+@pytest.mark.parametrize("n,x1,x2", [(10_000, 6000, 3000), (10_000, 5000, 1000), (100_000, 60_000, 30_000),
+                                     (100_000, 90_000, 5000)])
+def test_large_n_certified_sup_dominates_dense_curve(n, x1, x2):
+    """Decide-mode branch-and-bound with multi-way splits (nuisance._nsplit) at n = 1e4-1e5:
+    at the returned bound L the certified supremum (<= alpha) must dominate the certified
+    lower tail value at 1501 points of the curve q1 - q2 = L, pi in [|L|, 1] (both ends and a
+    dense patch near pi = 1, where the supremum sits), and the box bound of
+    certified_sup(mode "sup") must agree."""
+    from confbounds.margin import margin_lower_bound
+
+    alpha = 1e-3
+    r = margin_lower_bound(x1, x2, n, alpha, full=True)
+    assert r.branch == "exact" and r.sup <= alpha
+    L = r.bound
+    pis = np.unique(np.concatenate([np.linspace(abs(L), 1.0, 1001), 1.0 - np.geomspace(1e-9, 1e-2, 500)]))
+    t = x1 - x2
+    vals = [tr.tail_prob_bounds(((p + L) / 2 * (1 - 1e-15), (p - L) / 2 * (1 + 1e-15)), n, t)[0] for p in pis]
+    assert max(vals) <= r.sup
+    s = certified_sup(t, n, L, tol=1e-3)
+    assert s.upper >= max(vals) and s.lower <= r.sup * (1 + 1e-9)
+
+
+def test_nsplit_rule():
+    """_nsplit: plain bisection without a usable point value; otherwise between 2 and _KMAX,
+    growing as the point value approaches the threshold (the heuristic of its docstring)."""
+    from confbounds.nuisance import _KMAX, _nsplit
+
+    assert _nsplit(2.0, 0.0, 1.0) == 2
+    assert _nsplit(2.0, 1.5, 1.0) == 2  # point above threshold: refuted elsewhere
+    # ceil(1.25 log(ub/pv) / log(thr/pv)): 1.58 -> 2, 23.92 -> 24, 229 -> capped at _KMAX
+    assert _nsplit(1.2, 0.5, 1.0) == 2
+    assert _nsplit(1.2, 0.99, 1.0) == 24
+    assert _nsplit(1.2, 0.999, 1.0) == _KMAX == 32
+    assert _nsplit(1.0 + 1e-3, 0.9, 1.0) == 2

@@ -178,3 +178,29 @@ def test_studentized_statistic_is_monotone_under_spec_moves():
             if b > 0:
                 assert T(a, b - 1) >= T(a, b)          # 2 -> 3
                 assert T(a + 1, b - 1) >= T(a, b)      # 2 -> 1
+
+
+def test_conditional_tail_ratio_recurrence_brackets_scipy():
+    """_sf_bounds sums P(Bin(m, rho) = j) by a ratio recurrence re-anchored every 32 steps;
+    widened by the relative margin R that tail_core applies, its (lower, upper) must bracket
+    scipy.stats.binom.sf (independent code; 1e-12 relative allowed for scipy), for m up to 1e5,
+    rho near 0 and 1 and far tails."""
+    rng = np.random.default_rng(23)
+    LF = tr.log_factorial_table(100_000)
+    cases = [(100_000, 0.5), (100_000, 1e-4), (100_000, 1 - 1e-4), (50_000, 0.93), (777, 0.31),
+             (3, 0.5), (1, 0.99), (40_000, 1e-9)]
+    for _ in range(20):
+        cases.append((int(rng.integers(1, 100_001)), float(rng.uniform(0.0, 1.0))))
+    for m, rho in cases:
+        sd = np.sqrt(m * rho * (1 - rho)) + 1
+        for dz in (-3.0, 0.0, 1.5, 3.1, 6.0):
+            k = int(np.clip(round(m * rho + dz * sd), 1, m))
+            lr, lrc = np.log(rho), np.log1p(-rho)
+            lo, hi, _ = tr._sf_bounds(m, k, rho, lr, lrc, LF, tr._LOGCUT)
+            # the relative margin tail_core applies to these sums (module docstring)
+            R = tr._rel_margin(m, 0.0, 0.0, lr, lrc, LF)
+            ref = float(stats.binom.sf(k - 1, m, rho))
+            assert lo * (1 - R) <= ref * (1 + 1e-12) + 1e-300, (m, rho, k, lo, ref)
+            assert hi * (1 + R) >= ref * (1 - 1e-12), (m, rho, k, hi, ref)
+            # pruning adds at most 2 * PRUNE_MASS absolute; terms agree with scipy to 1e-9
+            assert hi - lo <= 1e-9 * ref + 3 * tr.PRUNE_MASS, (m, rho, k, lo, hi)
