@@ -36,14 +36,18 @@ Safety (SPEC 2.4 and 4.4)
   is bounded by the Chernoff bound ``P(Bin(m, p) >= k) <= exp(-m KL(k/m || p))``
   (``k >= mp``; likewise for the lower tail) and **added** to the upper bound.
 * Floating-point error: the result is multiplied by ``1 + R`` and ``A`` is
-  added, with ``R = 64 eps B + 512 eps`` (``B`` bounds the magnitude of every log term
+  added, with ``R = 64 eps B + 768 eps`` (``B`` bounds the magnitude of every log term
   summed, so ``R`` dominates the error of ``exp`` of a sum of a few rounded
-  log terms; ``512 eps`` covers the binomial weights obtained by the ratio
+  log terms; ``768 eps`` covers the binomial weights obtained by the ratio
   recurrence ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/(1-pi)`` and the
   conditional-binomial terms ``b(j) = b(j-1) (s-j+1)/j rho/(1-rho)`` of the
   starting tail, both re-anchored on the log table every 32 steps: at most
-  ``32 x 5`` roundings each) and ``A = 16 eps (number of additions) + 8 n eps`` (the second
-  term covers the perturbation of ``q`` by a few ulps when forming
+  ``32 x 5`` roundings each, and the point probabilities ``P(Bin(s, rho) = k)``
+  carried from ``s`` to ``s + 1`` by Pascal ratios in the main loop) and
+  ``A = 16 eps (number of additions) + 8 n eps + 512 eps U`` (``U``: sum of the
+  point probabilities added to or subtracted from the running conditional tail;
+  the third term bounds the carried chains' rounding absolutely, since the running
+  tail has cancellations; the second term covers the perturbation of ``q`` by a few ulps when forming
   ``pi, rho``: the total-variation distance of two ``n``-fold products is at
   most ``n`` times that of the factors).  The lower bound subtracts the same.
 
@@ -360,10 +364,12 @@ def _rel_margin(n, lpi, lpc, lr, lrc, LF):
     for v in (lpi, lpc, lr, lrc):
         if np.isfinite(v):
             b += n * abs(v)
-    # + 512 eps: ratio recurrences of at most 32 steps between re-anchorings, in the weights
-    # Bin(s; n, pi) (4 roundings a step, 128 eps) and in the conditional tails P(Bin(s, rho) = j)
-    # summed by _sf_bounds (5 roundings a step, 160 eps); relative errors of a product add up.
-    return 64.0 * 2.220446049250313e-16 * (b + 1.0) + 512.0 * 2.220446049250313e-16
+    # + 768 eps: ratio recurrences of at most 32 steps between re-anchorings, in the weights
+    # Bin(s; n, pi) (4 roundings a step, 128 eps), in the conditional tails P(Bin(s, rho) = j)
+    # summed by _sf_bounds (5 roundings a step, 160 eps) and in the point probabilities carried
+    # from s to s + 1 in tail_core (33 steps of <= 5 roundings, 165 eps); relative errors of a
+    # product add up.
+    return 64.0 * 2.220446049250313e-16 * (b + 1.0) + 768.0 * 2.220446049250313e-16
 
 
 @njit(cache=True, error_model="numpy")
@@ -383,25 +389,44 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
     wratio = 0.0
     if pi < 1.0:
         wratio = pi / (1.0 - pi)
+    # carry = P(Bin(s-1, rho) = k-1) for the next step, obtained from this step's terms by
+    # Pascal-type ratios (<= 4 roundings each), re-anchored on the log table every 32 steps
+    # and whenever tiny; negative = unknown.  U sums |every term added to / subtracted from
+    # F| for the absolute error bound (the terms' relative errors act on U, not on F).
+    carry = -1.0
+    chain = 0
+    U = 0.0
+    rc = 1.0 - rho
     for s in range(s_lo, s_hi + 1):
         if s > s_lo:
             j = k - 1
             bb = -1.0
             if j >= 0 and j <= s - 1:
-                bb = math.exp(_lbin(s - 1, j, lr, lrc, LF))  # P(Bin(s-1, rho) = k-1)
+                if carry >= 1e-250 and chain < 32:
+                    bb = carry  # P(Bin(s-1, rho) = k-1)
+                    chain += 1
+                else:
+                    bb = math.exp(_lbin(s - 1, j, lr, lrc, LF))
+                    chain = 0
                 b = rho * bb
                 Fh += b
                 Fl += b
+                U += b
+            carry = -1.0
             kt = kvec[s]
+            k0 = k
             first = True
             while k < kt:
                 if k >= 0 and k <= s:
                     if first and bb >= 0.0 and k >= 1:
                         b = bb * rho * s / k  # P(Bin(s, rho) = k) = P(Bin(s-1, rho) = k-1) rho s / k
+                        if k == k0 and kt == k0 + 1:
+                            carry = b  # = P(Bin(s, rho) = kt - 1), next step's bb
                     else:
                         b = math.exp(_lbin(s, k, lr, lrc, LF))
                     Fh -= b
                     Fl -= b
+                    U += b
                 first = False
                 k += 1
                 nops += 1
@@ -411,7 +436,13 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
                     b = math.exp(_lbin(s, k, lr, lrc, LF))
                     Fh += b
                     Fl += b
+                    U += b
                 nops += 1
+            if k == k0 and bb >= 0.0 and s - j >= 1:
+                # P(Bin(s, rho) = j) = P(Bin(s-1, rho) = j) (1 - rho) s / (s - j), j = k - 1
+                carry = bb * rc * s / (s - j)
+            if carry < 0.0:
+                chain = 32  # force re-anchoring
             nops += 1
             # clamp to [0, 1]: keeps Fh >= truth and Fl <= truth
             if Fh > 1.0:
@@ -431,7 +462,9 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
         acc_l += w * Fl
     nops += 2 * (s_hi - s_lo + 1)
     R = _rel_margin(n, lpi, lpc, lr, lrc, LF)
-    A = 16.0 * eps * (nops + 10) + 8.0 * n * eps
+    # absolute: additions, the perturbation of q, and the relative error of the carried ratio
+    # chains (<= 165 eps, doubled) acting on U, since F is a running sum with cancellations
+    A = 16.0 * eps * (nops + 10) + 8.0 * n * eps + 512.0 * eps * U
     hi = (acc_h + ngl + ngu) * (1.0 + R) + A
     lo = acc_l * (1.0 - R) - A
     if lo < 0.0:

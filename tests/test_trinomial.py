@@ -204,3 +204,23 @@ def test_conditional_tail_ratio_recurrence_brackets_scipy():
             assert hi * (1 + R) >= ref * (1 - 1e-12), (m, rho, k, hi, ref)
             # pruning adds at most 2 * PRUNE_MASS absolute; terms agree with scipy to 1e-9
             assert hi - lo <= 1e-9 * ref + 3 * tr.PRUNE_MASS, (m, rho, k, lo, hi)
+
+
+def test_recurrence_matches_enumeration_n_1e5():
+    """Main-loop point probabilities are carried from s to s+1 by Pascal ratios (re-anchored
+    every 32 steps); the O(n^2)-style enumeration recomputes each conditional tail from the log
+    table.  Brackets must overlap at n = 1e5 in the tails used by the margin bounds."""
+    n = 100_000
+    rng = np.random.default_rng(17)
+    qs = [(0.6453, 0.3546), (0.6, 0.3), (0.5, 0.1), (0.92, 0.0776), (0.3, 0.3)]
+    for _ in range(4):
+        qs.append(tuple(rng.dirichlet([2.0, 2.0, 2.0])[:2]))
+    for q1, q2 in qs:
+        pi = q1 + q2
+        sd = np.sqrt(n * (pi - (q1 - q2) ** 2)) + 1
+        for dz in (0.0, 3.1, 5.0):
+            t = int(round(n * (q1 - q2) + dz * sd))
+            lo1, hi1 = tr.tail_prob_bounds((q1, q2), n, t, method="recurrence")
+            lo2, hi2 = tr.tail_prob_bounds((q1, q2), n, t, method="enumerate")
+            assert lo1 <= hi2 and lo2 <= hi1, (q1, q2, t, lo1, hi1, lo2, hi2)
+            assert hi1 - lo1 <= 1e-5 * hi1 + 1e-9
