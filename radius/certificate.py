@@ -44,7 +44,6 @@ across the candidates.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Tuple
 
@@ -53,6 +52,7 @@ import numpy as np
 from confbounds._validate import check_alpha, check_choice
 
 from . import radii
+from .radii import _check_sigma
 from .reductions import BOUND_NAMES, REDUCTIONS, SIMPLEX_TOL, as_samples, reduce
 
 __all__ = ["Certificate", "certify", "RADII", "REDUCTIONS", "SUPPORTED", "ABSTAIN"]
@@ -148,18 +148,6 @@ class Certificate:
             elif isinstance(v, (np.floating,)):
                 row[key] = float(v)
         return row
-
-
-def _check_sigma(sigma) -> float:
-    if isinstance(sigma, bool):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}") from None
-    if not (math.isfinite(s) and s > 0.0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    return s
 
 
 def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", reduction: str = "exact",

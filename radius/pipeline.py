@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import results as res
+from .radii import _check_sigma
 
 __all__ = ["certify_dataset", "recertify", "input_seeds", "Progress"]
 
@@ -107,16 +108,6 @@ def _check_pos_int(v, name: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={v!r}")
     return int(v)
-
-
-def _check_sigma(sigma) -> float:
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}") from None
-    if not (np.isfinite(s) and s > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    return s
 
 
 def _check_data(inputs, labels, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,9 @@ _SQRT2 = math.sqrt(2.0)
 
 # --------------------------------------------------------------------------- checks
 def _check_sigma(sigma) -> float:
+    """Noise level as a float; ValueError naming it unless it is a finite number > 0 (shared by radius)."""
+    if isinstance(sigma, bool):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     try:
         s = float(sigma)
     except (TypeError, ValueError):
