@@ -268,6 +268,7 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
     (0, True)
     """
     from .certificate import certify
+    from .engines.local import certify_one
 
     sigma = _check_sigma(sigma)
     s_sigma = getattr(sampler, "sigma", None)
@@ -332,26 +333,17 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
 
         bar = Progress(N, start, enabled=progress)
         for i in range(start, N):
-            t0 = time.perf_counter()
-            if mode == "counts":
-                if i < len(log_recs):
-                    sel = np.asarray(log_recs[i]["selection"], dtype=np.int64)
-                    est = np.asarray(log_recs[i]["estimation"], dtype=np.int64)
-                else:
-                    s_sel, s_est = input_seeds(seed, i)
-                    sel = _check_counts(sampler.counts(x[i], n0, s_sel), m, n0, "selection", i)
-                    est = _check_counts(sampler.counts(x[i], n, s_est), m, n, "estimation", i)
-                    if log is not None:
-                        log.write(res.counts_record(i, y[i], sel, est))
-                        log.flush()
-                cert = certify(sel, est, **kw)
-            else:
-                s_sel, s_est = input_seeds(seed, i)
-                sel = est = None
-                cert = certify(sampler.scores(x[i], n0, s_sel), sampler.scores(x[i], n, s_est), **kw)
-            elapsed = time.perf_counter() - t0
+            prior = None
+            if mode == "counts" and i < len(log_recs):  # counts already logged: reuse, do not resample
+                prior = (log_recs[i]["selection"], log_recs[i]["estimation"])
+            r = certify_one(sampler, x[i], y[i], i, seed=seed, n0=n0, n=n, cert_kwargs=kw, mode=mode,
+                            num_classes=m, counts=prior)
+            if log is not None and r.sampled:
+                log.write(res.counts_record(i, y[i], r.selection, r.estimation))
+                log.flush()
+            cert = r.cert
             if tsv is not None:
-                tsv.write(res.format_row(i, y[i], cert, elapsed, sel, est))
+                tsv.write(res.format_row(i, y[i], cert, r.time, r.selection, r.estimation))
                 tsv.flush()
             certs.append(cert)
             bar.update()
