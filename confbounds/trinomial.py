@@ -50,6 +50,30 @@ Safety (SPEC 2.4 and 4.4)
   tail has cancellations; the second term covers the perturbation of ``q`` by a few ulps when forming
   ``pi, rho``: the total-variation distance of two ``n``-fold products is at
   most ``n`` times that of the factors).  The lower bound subtracts the same.
+* Cancellations in the running conditional tail (recurrence path, absolute
+  term ``A_F``).  ``F_s = F_0 + sum of signed point probabilities b`` (Pascal's
+  rule above), and ``F_s`` can be much smaller than ``F_0`` or than the terms,
+  so the relative margin ``R`` on the result does not cover the errors of the
+  terms: each computed term is ``b (1 + d)`` with ``|d| <= R_log = R - 768 eps
+  = 64 eps (B + 1)`` (the ``exp`` of a log-table sum, as above; a carried term
+  inherits this from its anchor, its chain's ``<= 165 eps`` being in
+  ``512 eps U``), and the starting tail ``F_0`` (a sum of positive terms) is off by
+  at most ``(R_log + 160 eps) F_0`` (its ratio chains, ``<= 160 eps``).  Hence
+  ``|F~_s - F_s| <= E_F = R_log (U + F_0) + 512 eps (U + F_0)`` for every
+  ``s`` (clamping to ``[0, 1]`` is a projection onto a set holding ``F_s``,
+  so it never increases the error).  Only the terms met up to ``s`` enter
+  ``F_s``, so with ``U_s`` their magnitude sum the error is ``<= E_F(s) =
+  (R_log + 512 eps)(U_s + F_0)``, and ``sum_s w~_s F~_s`` (``w~_s`` the
+  computed weights, whose own error ``R`` covers relatively) is off by at most
+  ``sum_s w~_s E_F(s)``.  This weighting matters: in the far tail ``U_s`` grows
+  where ``w_s`` is already small.  At the first summed ``s = s_lo``,
+  ``F = F_0`` has only its relative error, already in ``R``, so the sums start
+  at ``s_lo + 1``.  With the ``512 eps U`` already in ``A``, the recurrence adds
+  ``A_F = (R_log V + 512 eps F_0 W) (1 + 2 (n + 4) eps)``, ``V = sum_{s > s_lo}
+  w~_s (U_s + F_0)`` and ``W = sum_{s > s_lo} w~_s`` accumulated in the loop
+  (the last factor: rounding of ``V`` and ``W``, at most ``n + 2`` positive
+  terms each, and of ``A_F``; ``F_0``: the starting tail's upper bound).  The
+  enumeration path sums only positive terms, so ``R`` covers it relatively.
 
 References
 ----------
@@ -375,14 +399,28 @@ def _rel_margin(n, lpi, lpc, lr, lrc, LF):
 @njit(cache=True, error_model="numpy")
 def tail_core(n, q1, q2, kvec, LF, logcut):
     """(lower, upper) bounds of P(X1 + X2 = s, X1 >= kvec[s] for that s), O(n) recurrence."""
+    lo, hi, _, _ = _tail_core_parts(n, q1, q2, kvec, LF, logcut)
+    return lo, hi
+
+
+@njit(cache=True, error_model="numpy")
+def _tail_core_parts(n, q1, q2, kvec, LF, logcut):
+    """:func:`tail_core` plus ``(V, F0 W)``, the magnitudes its cancellation term ``A_F`` acts on.
+
+    ``V = sum_{s > s_lo} w_s (U_s + F_0)`` and ``W = sum_{s > s_lo} w_s`` (``w_s``: the
+    computed weights ``Bin(s; n, pi)``, ``U_s``: the running sum of the magnitudes of the
+    terms of ``F`` up to ``s``, ``F_0``: the upper bound of the starting conditional tail at
+    ``s_lo``, the lower end of the summed range of ``S``; module docstring).
+    """
     eps = 2.220446049250313e-16
     pi, rho, lpi, lpc, lr, lrc = _logs(q1, q2)
     if pi <= 0.0:
         v = 1.0 if kvec[0] <= 0 else 0.0
-        return v, v
+        return v, v, 0.0, 0.0
     s_lo, s_hi, ngl, ngu = _window(n, pi, logcut)
     k = kvec[s_lo]
     Fl, Fh, nops = _sf_bounds(s_lo, k, rho, lr, lrc, LF, logcut)
+    F0 = Fh  # magnitude of the starting conditional tail (its error is absolute, see A)
     acc_l = 0.0
     acc_h = 0.0
     w = 0.0
@@ -396,6 +434,8 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
     carry = -1.0
     chain = 0
     U = 0.0
+    V = 0.0  # sum_{s > s_lo} w_s (U_s + F0), the weighted magnitude behind A_F
+    W = 0.0  # sum_{s > s_lo} w_s
     rc = 1.0 - rho
     for s in range(s_lo, s_hi + 1):
         if s > s_lo:
@@ -459,19 +499,28 @@ def tail_core(n, q1, q2, kvec, LF, logcut):
         else:
             w = w * (n - s + 1) / s * wratio
         acc_h += w * Fh
+        if s > s_lo:  # at s_lo, F = F0: its error is relative, covered by R
+            V += w * (U + F0)
+            W += w
         acc_l += w * Fl
     nops += 2 * (s_hi - s_lo + 1)
     R = _rel_margin(n, lpi, lpc, lr, lrc, LF)
     # absolute: additions, the perturbation of q, and the relative error of the carried ratio
     # chains (<= 165 eps, doubled) acting on U, since F is a running sum with cancellations
     A = 16.0 * eps * (nops + 10) + 8.0 * n * eps + 512.0 * eps * U
+    # absolute (A_F): the exp-of-log-table error (<= R_log = R - 768 eps relative) of every term
+    # of F -- the exp-based terms, the anchors of the carried chains, and the starting tail F0
+    # (whose own ratio chains, <= 160 eps, take the 512 eps F0) -- acts on U_s + F0, not on F_s
+    # (cancellations); sum_{s > s_lo} w_s |F~_s - F_s| <= R_log V + 512 eps F0 W; the last
+    # factor covers the rounding of V, W (<= n + 2 positive terms each) and of this line.
+    A += ((R - 768.0 * eps) * V + 512.0 * eps * F0 * W) * (1.0 + 2.0 * (n + 4) * eps)
     hi = (acc_h + ngl + ngu) * (1.0 + R) + A
     lo = acc_l * (1.0 - R) - A
     if lo < 0.0:
         lo = 0.0
     if hi > 1.0:
         hi = 1.0
-    return lo, hi
+    return lo, hi, V, F0 * W
 
 
 @njit(cache=True, error_model="numpy")

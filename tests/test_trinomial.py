@@ -223,4 +223,16 @@ def test_recurrence_matches_enumeration_n_1e5():
             lo1, hi1 = tr.tail_prob_bounds((q1, q2), n, t, method="recurrence")
             lo2, hi2 = tr.tail_prob_bounds((q1, q2), n, t, method="enumerate")
             assert lo1 <= hi2 and lo2 <= hi1, (q1, q2, t, lo1, hi1, lo2, hi2)
-            assert hi1 - lo1 <= 1e-5 * hi1 + 1e-9
+            # tightness: the previous tolerance plus twice (upper and lower) the documented
+            # cancellation term A_F = (R_log V + 512 eps F0 W)(1 + 2 (n + 4) eps) of the
+            # recurrence (module docstring, "Cancellations in the running conditional tail")
+            kvec = tr.threshold_table(n, t)
+            LF = tr.log_factorial_table(n)
+            lo3, hi3, V, F0W = tr._tail_core_parts(n, q1, q2, kvec, LF, tr._LOGCUT)
+            assert (lo3, hi3) == (lo1, hi1)
+            lpi, lpc = np.log(q1 + q2), np.log1p(-(q1 + q2))
+            rho = q1 / (q1 + q2)
+            R = tr._rel_margin(n, lpi, lpc, np.log(rho), np.log1p(-rho), LF)
+            eps = np.finfo(float).eps
+            A_F = ((R - 768 * eps) * V + 512 * eps * F0W) * (1 + 2 * (n + 4) * eps)
+            assert hi1 - lo1 <= 1e-5 * hi1 + 1e-9 + 2 * A_F, (q1, q2, t, lo1, hi1, A_F)
