@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -267,8 +267,7 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
     >>> certs[0].prediction, certs[0].radius > 0
     (0, True)
     """
-    from .certificate import certify
-    from .engines.local import certify_one
+    from .engines.local import certify_one, open_run
 
     sigma = _check_sigma(sigma)
     s_sigma = getattr(sampler, "sigma", None)
@@ -307,51 +306,20 @@ def certify_dataset(sampler, inputs, labels, *, sigma: float, alpha: float = 0.0
             sampling["simplex"] = getattr(sampler, "simplex", None)
             t = getattr(sampler, "temperature", None)
             sampling["temperature"] = None if t is None else float(t)
-    tsv = log = None
-    tsv_rows: List[str] = []
-    log_recs: List[Dict[str, Any]] = []
+    # open or resume both files (rows kept from an earlier run are re-certified from their stored counts)
+    run = open_run(out, counts_log, sampling, _cert_config(kw), y, N, kw)
     try:
-        if counts_log is not None:
-            log, log_recs = res.open_counts_log(counts_log, sampling)
-        if out is not None:
-            cfg = dict(sampling)
-            cfg.update(_cert_config(kw))
-            tsv, tsv_rows = res.open_tsv(out, cfg)
-
-        certs: list = []
-        # rows kept from an earlier run: rebuild certificates from stored counts
-        for i, line in enumerate(tsv_rows[:N]):
-            f = dict(zip(res.COLUMNS, line.split("\t")))
-            sel, est = res.str_to_counts(f["selection_counts"]), res.str_to_counts(f["estimation_counts"])
-            if log is not None and i >= len(log_recs):
-                # the TSV got ahead of the log (killed in between): complete the log from the TSV
-                log.write(res.counts_record(i, y[i], sel, est))
-                log.flush()
-                log_recs.append({"idx": i, "selection": sel.tolist(), "estimation": est.tolist()})
-            certs.append(None if sel is None else certify(sel, est, **kw))
-        start = min(len(tsv_rows), N)
-
-        bar = Progress(N, start, enabled=progress)
-        for i in range(start, N):
-            prior = None
-            if mode == "counts" and i < len(log_recs):  # counts already logged: reuse, do not resample
-                prior = (log_recs[i]["selection"], log_recs[i]["estimation"])
+        certs = list(run.kept_certs)
+        bar = Progress(N, run.start, enabled=progress)
+        for i in range(run.start, N):
             r = certify_one(sampler, x[i], y[i], i, seed=seed, n0=n0, n=n, cert_kwargs=kw, mode=mode,
-                            num_classes=m, counts=prior)
-            if log is not None and r.sampled:
-                log.write(res.counts_record(i, y[i], r.selection, r.estimation))
-                log.flush()
-            cert = r.cert
-            if tsv is not None:
-                tsv.write(res.format_row(i, y[i], cert, r.time, r.selection, r.estimation))
-                tsv.flush()
-            certs.append(cert)
+                            num_classes=m, counts=run.known_counts(i))  # logged counts are reused
+            run.write(r)
+            certs.append(r.cert)
             bar.update()
         bar.close()
     finally:
-        for fh in (tsv, log):
-            if fh is not None:
-                fh.close()
+        run.close()
     return certs
 
 

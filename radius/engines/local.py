@@ -33,21 +33,14 @@ def cert_config(kw: Mapping[str, Any]) -> Dict[str, Any]:
     """The certification part of a TSV's metadata, exactly as :mod:`radius.pipeline` writes it."""
     from .. import pipeline
 
-    if hasattr(pipeline, "_cert_config"):
-        return pipeline._cert_config(dict(kw))
-    return {k: kw[k] for k in ("alpha", "radius", "reduction", "bound", "lipschitz", "output_range")}
+    return pipeline._cert_config(dict(kw))
 
 
 def dry_run(kw: Mapping[str, Any], num_classes: int, n0: int, n: int, mode: str) -> None:
-    """Validate the method before any sampling (:func:`radius.pipeline._dry_run`)."""
-    import inspect
-
+    """Validate the method before any sampling (:func:`radius.pipeline._dry_run`; n0 and n are not needed)."""
     from .. import pipeline
 
-    if len(inspect.signature(pipeline._dry_run).parameters) == 3:
-        pipeline._dry_run(dict(kw), num_classes, mode)
-    else:  # older signature (kw, num_classes, n0, n, mode)
-        pipeline._dry_run(dict(kw), num_classes, n0, n, mode)
+    pipeline._dry_run(dict(kw), num_classes, mode)
 
 
 @dataclass
