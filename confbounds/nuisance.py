@@ -287,8 +287,14 @@ def _point(kind, L, u, acoef, ccoef, H):
 
 @njit(cache=True)
 def _atol(n):
-    """Absolute resolution of the sup: a few times the tails' own absolute safety margin."""
-    return 64.0 * (n + 100.0) * 2.220446049250313e-16
+    """Absolute resolution of the sup: a few times the tails' own absolute safety margin.
+
+    It only ends the search for the sup (a looser resolution costs tightness, never validity).  Raised
+    from 64 to 256 ulps per (n + 100) when the tails gained the strict absolute term ``A_F``
+    (``confbounds.trinomial``): with 64 the upper bound of a vanishing tail (about 2e-12 at n = 25)
+    could never come within resolution of its lower bound 0, and the search ran out of nodes.
+    """
+    return 256.0 * (n + 100.0) * 2.220446049250313e-16
 
 
 # ---------------------------------------------------------------------------
