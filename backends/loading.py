@@ -144,7 +144,11 @@ def _load_torch_module(path: str, factory):
             raise ValueError(f"model file {path!r} is a TorchScript module; factory={_factory_name(factory)!r} "
                              "applies only to state dicts, drop it")
         try:
-            return torch.jit.load(path, map_location="cpu"), "torchscript"
+            import warnings
+
+            with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; loading it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(path, map_location="cpu"), "torchscript"
         except Exception as e:  # noqa: BLE001 - any failure is a bad file; name it
             raise ValueError(f"model file {path!r} looks like a TorchScript archive but torch.jit.load failed: "
                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
