@@ -777,8 +777,8 @@ class CoverageReport:
                     f"{'<=' if self.passed else '>'} alpha = {self.alpha} at the worst parameter "
                     f"{_show_param(self.worst_param)} (enumeration of all outcomes, no tolerance; "
                     f"{self.params_checked} parameters checked)")
-        verdict = "no evidence of undercoverage" if self.passed else "UNDERCOVERS"
-        return (f"bound: {verdict} ({what}): at the worst parameter {_show_param(self.worst_param)} the miss "
+        verdict = "shows no evidence of undercoverage" if self.passed else "UNDERCOVERS"
+        return (f"bound {verdict} ({what}): at the worst parameter {_show_param(self.worst_param)} the miss "
                 f"rate is {self.worst_miss:.4g} (alpha = {self.alpha}), one-sided binomial test p-value "
                 f"{self.worst_p_value:.3g} vs per-parameter level {self.test_level:.3g} (Bonferroni over "
                 f"{self.params_checked} parameters)")
