@@ -41,7 +41,7 @@ import pickle
 import zipfile
 from typing import Any, Dict, Optional
 
-__all__ = ["load_sampler", "model_identity", "load_module", "FORMATS", "TORCH_SUFFIXES", "ONNX_SUFFIXES"]
+__all__ = ["load_sampler", "model_identity", "load_module", "FORMATS", "TORCH_DEFAULT_NOISE", "TORCH_SUFFIXES", "ONNX_SUFFIXES"]
 
 #: the ``format`` values of :func:`model_identity`
 FORMATS = ("onnx", "torchscript", "pickle", "state_dict+factory", "module")
@@ -49,6 +49,10 @@ FORMATS = ("onnx", "torchscript", "pickle", "state_dict+factory", "module")
 TORCH_SUFFIXES = (".pt", ".pth")
 #: file name endings read as ONNX graphs
 ONNX_SUFFIXES = (".onnx",)
+
+#: noise stream of torch models unless ``noise=`` is given: NumPy's ``default_rng(seed)``, the ONNX sampler's
+#: stream (:func:`backends.base.numpy_noisy_batches`), so a model and its ONNX export give the same counts
+TORCH_DEFAULT_NOISE = "numpy"
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _TRUST = ("it holds a pickled object, and unpickling runs code: load pickled modules only from sources you "
@@ -314,6 +318,11 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     **sampler_kwargs
         Passed to the sampler's constructor (e.g. ``noise=`` for torch, ``providers=``, ``input_name=`` or
         ``session_options=`` for ONNX; intra-op spinning is turned off in the session options either way).
+        Torch models are sampled with ``noise="numpy"`` (:data:`TORCH_DEFAULT_NOISE`) unless ``noise=`` is
+        given: the ONNX sampler's noise stream, so the same model gives the same counts and certificates
+        whether it is loaded as a pickle, TorchScript, a state dict or its ONNX export. ``noise="torch"``
+        draws on the device instead (saves a host-to-device copy per batch on a GPU; other, equally valid,
+        draws).
 
     Returns
     -------
@@ -369,9 +378,11 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
                          f"{type(model).__name__}")
     from .torch_sampler import TorchSampler
 
+    kw = dict(sampler_kwargs)
+    kw.setdefault("noise", TORCH_DEFAULT_NOISE)  # the ONNX sampler's stream: same counts whatever the format
     sampler = TorchSampler(module, sigma=sigma, batch_size=batch_size, device=device, simplex=simplex,
                            temperature=temperature, normalize=normalize, num_classes=num_classes,
-                           input_shape=input_shape, **sampler_kwargs)
+                           input_shape=input_shape, **kw)
     sha = _module_sha256(module) if path is None else _file_sha256(path)
     return _tag(sampler, {"path": path, "sha256": sha, "format": fmt})
 

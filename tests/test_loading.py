@@ -75,15 +75,17 @@ X = np.linspace(-1, 1, 6).astype(np.float32)
 
 def test_every_format_gives_the_same_counts(files):
     d, paths, m = files
-    # torch samplers with numpy noise see bit-identical inputs to the ONNX sampler (backends.base.numpy_noisy_batches)
+    # by default torch samplers draw the ONNX sampler's noise stream (backends.base.numpy_noisy_batches): the
+    # same model gives the same counts in every format
     samplers = {
-        "module": load_sampler(m, sigma=SIGMA, device="cpu", noise="numpy"),
-        "pickle": load_sampler(paths["pickle"], sigma=SIGMA, device="cpu", noise="numpy"),
-        "torchscript": load_sampler(str(paths["torchscript"]), sigma=SIGMA, device="cpu", noise="numpy"),
-        "state_dict+factory": load_sampler(paths["state_dict"], sigma=SIGMA, device="cpu", noise="numpy",
+        "module": load_sampler(m, sigma=SIGMA, device="cpu"),
+        "pickle": load_sampler(paths["pickle"], sigma=SIGMA, device="cpu"),
+        "torchscript": load_sampler(str(paths["torchscript"]), sigma=SIGMA, device="cpu"),
+        "state_dict+factory": load_sampler(paths["state_dict"], sigma=SIGMA, device="cpu",
                                            factory="byo_factories:make_mlp"),
         "onnx": load_sampler(paths["onnx"], sigma=SIGMA, device="cpu"),
     }
+    assert all(s.noise == "numpy" for k, s in samplers.items() if k != "onnx")
     ref = samplers["module"].counts(X, 2000, 7)
     assert ref.sum() == 2000 and (ref > 0).sum() >= 2  # a non-degenerate reference
     for fmt, s in samplers.items():
@@ -101,6 +103,17 @@ def test_every_format_gives_the_same_counts(files):
     assert info == {"path": str(paths["state_dict"]), "sha256": _sha(paths["state_dict"]),
                     "format": "state_dict+factory"}
     assert set(i["format"] for i in [s.model_info for s in samplers.values()]) == set(FORMATS)
+
+
+def test_noise_option_reaches_the_torch_sampler(files):
+    _, paths, m = files
+    dev = load_sampler(m, sigma=SIGMA, device="cpu", noise="torch")
+    assert dev.noise == "torch"
+    # the device stream is another (equally valid) draw: same total, generally other counts
+    a, b = dev.counts(X, 2000, 7), load_sampler(m, sigma=SIGMA, device="cpu").counts(X, 2000, 7)
+    assert a.sum() == b.sum() == 2000 and a.tolist() != b.tolist()
+    with pytest.raises(ValueError, match="noise must be one of"):
+        load_sampler(m, sigma=SIGMA, noise="bogus")
 
 
 def test_module_identity_follows_the_weights():
@@ -269,8 +282,7 @@ def test_shipped_digits_model_goes_through_the_loader():
     x, y = load_digits_split("test")
     net = load_torch_model(0.25)
     assert not net.training
-    s = load_sampler(default_model_path(0.25, "pt"), sigma=0.25, device="cpu", factory=DIGITS_FACTORY,
-                     noise="numpy")
+    s = load_sampler(default_model_path(0.25, "pt"), sigma=0.25, device="cpu", factory=DIGITS_FACTORY)
     so = load_sampler(default_model_path(0.25), sigma=0.25, device="cpu")
     assert s.num_classes == so.num_classes == 10  # DigitsCNN.input_shape -> one forward pass
     assert s.counts(x[0], 300, 1).tolist() == so.counts(x[0], 300, 1).tolist()
