@@ -36,6 +36,8 @@ splits ``alpha`` between the sides is its own business).
 ``vectorized=True`` (default): the bound is called once with arrays (all
 outcomes, or an ``(n, r)`` block of samples); ``vectorized=False``: once per
 outcome with Python ints, or once per repetition with one ``(n,)`` sample.
+(:func:`exact_trinomial_coverage` alone defaults to ``vectorized=False``, as
+it always has.)
 
 Examples
 --------
