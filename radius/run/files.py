@@ -407,8 +407,8 @@ def _open_append(path: str, preamble: str, kind: str, meta: Mapping[str, Any], w
                 if not any(ln for ln in body) and len(lines) <= n_pre + 1:
                     fresh = True  # only a preamble from a run that failed before its first row
                 else:
-                    raise FileError(f"{path}: holds results of another run ({'; '.join(diffs)}); refusing to mix "
-                                    f"them. Choose another {what} path or delete the file to start afresh.")
+                    raise _err(path, 1, f"holds results of another run ({'; '.join(diffs)}); refusing to mix "
+                                        f"them. Choose another {what} path or delete the file to start afresh.")
             elif not data.startswith(pre):
                 head = complete[1] if len(complete) > 1 else lines[1] if len(lines) > 1 else ""
                 raise _err(path, 2, f"the header {head[:60]!r} is not the expected one; refusing to append")
