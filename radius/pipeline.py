@@ -196,7 +196,7 @@ def _replay_sequential(path, meta, recs, labels, *, alpha, out, progress, method
     given = {k: v for k, v in method.items() if v is not None}
     if given:
         raise ValueError(f"{path}: is a sequential run's counts log; its estimation sample sizes were chosen by "
-                         f"the stopping rule, so a fixed-n method ({', '.join(f'{k}={v!r}' for k, v in given.items())}) "
+                         f"the stopping rule (optional stopping), so a fixed-n method ({', '.join(f'{k}={v!r}' for k, v in given.items())}) "
                          "on its counts would not be valid; it can only be replayed under its own confidence "
                          "sequence (give no method)")
     seq = SequentialSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["sequential"].items()})
