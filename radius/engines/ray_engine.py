@@ -84,12 +84,19 @@ class _Worker:
                  gpus: float = 0.0):
         self.created = time.perf_counter()
         self.spec = spec
-        if "torch" in sys.modules or not str(model).lower().endswith(".onnx"):
+        kw = {k: v for k, v in loader.items() if k != "device"}
+        if str(model).lower().endswith(".onnx") and spec.backend in (None, "onnx"):
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()  # the actor's CPU share, and no spinning threads between runs
+            so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            kw["session_options"] = so
+        else:
             import torch
 
             torch.set_num_threads(int(threads))
         device = loader.get("device") or ("cuda" if gpus else None)
-        kw = {k: v for k, v in loader.items() if k != "device"}
         self.sampler, self.identity = open_sampler(model, spec, batch_size=batch_size, device=device, **kw)
         self.pid = os.getpid()
         self.started = time.perf_counter()

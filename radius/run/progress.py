@@ -8,8 +8,8 @@ def progress_bar(total: int, done: int = 0, enabled: bool = True, label: str = "
     """A :class:`tqdm.tqdm` bar over ``total`` inputs starting at ``done`` (disabled: a silent one).
 
     >>> bar = progress_bar(3, 1, enabled=False)
-    >>> bar.update(2); bar.n
-    3
+    >>> bar.disable, bar.total
+    (True, 3)
     >>> bar.close()
     """
     from tqdm import tqdm
