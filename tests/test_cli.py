@@ -256,3 +256,38 @@ def test_sequential_is_an_ordinary_run(tmp_path, capsys):
     assert rc == 2 and "optional stopping" in se
     rc, so, se = run(["report", out], capsys)
     assert rc == 0 and "cohen/Rmono" in so
+
+
+def test_model_flags_are_forwarded_to_the_loader(tmp_path, capsys, monkeypatch):
+    """--input-shape, --num-classes, --normalize, --factory reach backends.loading.load_sampler; --noise and
+    --backend only when not the default; a value the loader refuses is a clean error."""
+    import backends.loading as loading
+
+    seen = {}
+    real = loading.load_sampler
+
+    def spy(model, **kw):
+        seen.clear()
+        seen.update(kw)
+        kw = {k: v for k, v in kw.items() if k not in ("noise", "backend", "factory")}
+        return real(model, **kw)
+
+    monkeypatch.setattr(loading, "load_sampler", spy)
+    from backends.models import default_model_path
+
+    model = str(default_model_path(0.25))
+    common = ["--model", model, "--limit", 1, "--n", 50, "--n0", 10, "--counts-log", "none", "--no-progress",
+              "--reduction", "cohen", "--radius", "Rmono"]
+    rc, _, se = run(["certify", *common, "--out", tmp_path / "a.tsv", "--num-classes", 10,
+                     "--normalize", "0.0", "1.0"], capsys)
+    assert rc == 0, se
+    assert seen["num_classes"] == 10 and seen["normalize"] == (0.0, 1.0) and seen["input_shape"] == (1, 8, 8)
+    assert "noise" not in seen and "backend" not in seen  # defaults are not forwarded
+    rc, _, se = run(["certify", *common, "--out", tmp_path / "b.tsv", "--input-shape", 1, 8, 8,
+                     "--normalize", "0,0", "1,1", "--noise", "sound", "--backend", "onnx"], capsys)
+    assert seen["noise"] == "sound" and seen["backend"] == "onnx" and seen["normalize"] == ([0.0, 0.0], [1.0, 1.0])
+    monkeypatch.setattr(loading, "load_sampler", real)
+    rc, _, se = run(["certify", *common, "--out", tmp_path / "c.tsv", "--noise", "quantum"], capsys)
+    assert rc == 2 and "confbounds certify: error:" in se and "quantum" in se
+    rc, _, se = run(["certify", *common, "--out", tmp_path / "c.tsv", "--normalize", "a", "1"], capsys)
+    assert rc == 2 and "--normalize MEAN" in se

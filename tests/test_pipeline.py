@@ -421,3 +421,29 @@ def test_two_writers_on_one_file_are_refused(tmp_path):
     g, rows = files.open_tsv(str(tmp_path / "r.tsv"), cfg)  # free again once closed
     g.close()
     assert rows == []
+
+
+def test_iterable_of_pairs_and_array_likes(tmp_path):
+    """The Python API takes any array-like of inputs with labels, or an iterable of (x, y) pairs."""
+    x, y = make_data(4)
+    a = certify_dataset(make_sampler(), x, y, **KW)
+    b = certify_dataset(make_sampler(), [(list(xi), int(yi)) for xi, yi in zip(x, y)], **KW)
+    c = certify_dataset(make_sampler(), x.tolist(), y.tolist(), **KW)
+    assert a == b == c
+    with pytest.raises(ValueError, match="not an \\(x, y\\) pair"):
+        certify_dataset(make_sampler(), [x[0], x[1]], **KW)
+
+
+def test_resume_refuses_another_noise_or_backend(tmp_path):
+    """Every spec field is in the metadata: a file of another noise kind (or backend) is not resumed."""
+    from radius.engines.local import run_local
+    from radius.run.spec import RunSpec
+
+    x, y = make_data(3)
+    out = str(tmp_path / "r.tsv")
+    spec = RunSpec(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni", model="toy")
+    run_local(spec, make_sampler(), x, y, out=out, progress=False)
+    for change, key in ((dict(noise="sound"), "noise"), (dict(backend="onnx"), "backend")):
+        with pytest.raises(ValueError, match=f"another run.*{key}"):
+            run_local(RunSpec(**{**dict(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni",
+                                        model="toy"), **change}), make_sampler(), x, y, out=out, progress=False)
