@@ -141,6 +141,8 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     results = report.load_results(paths)
+    for r in results:  # the table names each file relative to out_dir
+        r.path = os.path.relpath(r.path, out_dir)
     header, rows = report.summary_rows(results, table_radii)
     text = report.format_table(header, rows, "text")
     with open(os.path.join(out_dir, "table.md"), "w") as f:
