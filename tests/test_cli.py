@@ -62,6 +62,7 @@ def test_certify_npz_data_and_torch_model(tmp_path, capsys):
     np.savez(data, x=x[:3], y=y[:3])
     out = tmp_path / "t.tsv"
     rc, so, se = run(["certify", "--data", data, "--model", default_model_path(0.5, "pt"), "--sigma", 0.5,
+                      "--factory", "backends.models:DigitsCNN",
                       "--n", 200, "--n0", 20, "--reduction", "cohen", "--radius", "Rmono", "--out", out,
                       "--counts-log", "none", "--no-progress"], capsys)
     assert rc == 0, se
