@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_args(s)
     o = c.add_argument_group("output")
     o.add_argument("--out", default=None,
-                   help="results TSV (default: results/<data>_<model>_sigma<s>_n<n>_<reduction>_<radius>.tsv)")
+                   help="results TSV (default: results/<data>_<model file>_sigma<s>_n<n>_<reduction>_<radius>.tsv)")
     o.add_argument("--counts-log", default=None,
                    help="raw-counts log (default: next to the results as <data>_<model>_sigma<s>_..._seed<seed>"
                         ".counts.jsonl; 'none' to disable); counts mode only")
@@ -235,7 +235,9 @@ def _spec(a):
 
 
 def _stem(path: Optional[str]) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
+    """``dir/mlp.onnx -> "mlp-onnx"``: the model's file name in default paths (two formats never collide)."""
+    root, ext = os.path.splitext(os.path.basename(path))
+    return root + ("-" + ext[1:] if ext else "")
 
 
 def default_paths(a, spec, dname: str, model_path: str) -> Tuple[str, Optional[str]]:

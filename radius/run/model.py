@@ -2,7 +2,9 @@
 
 :func:`open_sampler` is what the CLI and the Ray actors call: it forwards the
 spec's score map (simplex, temperature) and, only when they differ from the
-defaults, its ``noise`` and ``backend``; the loader's refusal of a value it
+defaults, its ``noise`` and ``backend`` (with the default float noise a torch
+model draws NumPy's noise stream, as the ONNX sampler does, so every export of
+one model gives the same counts and certificates); the loader's refusal of a value it
 does not support becomes a ``ValueError`` naming the flag.  :func:`sampler_identity`
 gives the identity recorded in the metadata of a run on an in-memory sampler.
 """
@@ -45,8 +47,13 @@ def open_sampler(model: str, spec: RunSpec, *, batch_size: int = 1000, device: O
     if not isinstance(model, (str, os.PathLike)) or not os.path.exists(model):
         raise ValueError(f"--model file {str(model)!r} does not exist")
     kw: Dict[str, Any] = dict(sampler_kwargs)
+    identity = model_identity(model, factory)
     if spec.noise != "float":
         kw["noise"] = spec.noise
+    elif identity.get("format") != "onnx" and spec.backend != "onnx":
+        # torch samplers draw the same float Gaussian noise as the ONNX sampler (NumPy's stream from the
+        # input's seed), so every format of one model gives the same counts and the same certificates
+        kw.setdefault("noise", "numpy")
     if spec.backend is not None:
         kw["backend"] = spec.backend
     if spec.mode == "scores":
@@ -60,7 +67,7 @@ def open_sampler(model: str, spec: RunSpec, *, batch_size: int = 1000, device: O
     except TypeError as e:  # an installed loader without this option
         raise ValueError(f"the installed model loader does not accept these options ({e}); "
                          f"noise={spec.noise!r}, backend={spec.backend!r}") from None
-    return sampler, model_identity(model, factory)
+    return sampler, identity
 
 
 def sampler_identity(sampler, x0: np.ndarray) -> str:
