@@ -205,6 +205,7 @@ def _replay_sequential(path, meta, recs, labels, *, alpha, out, progress, method
                    num_classes=meta["num_classes"], batch_size=meta.get("batch_size"), sequential=seq)
     run = open_run(spec, out, None, labels, len(recs)) if out is not None else None
     certs = []
+    bar = progress_bar(len(recs), 0, enabled=progress, label="replay")
     try:
         for i, rec in enumerate(recs):
             t0 = time.perf_counter()
@@ -216,8 +217,9 @@ def _replay_sequential(path, meta, recs, labels, *, alpha, out, progress, method
                 run.write(i, files.format_row(i, rec["label"], cert, time.perf_counter() - t0, rec["selection"],
                                               rec["estimation"], extra), None)
             certs.append(cert)
+            bar.update()
+        bar.close()
     finally:
         if run is not None:
             run.close()
-    _ = progress
     return certs

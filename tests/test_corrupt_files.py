@@ -222,3 +222,58 @@ def test_a_partial_last_line_is_dropped_not_an_error(valid, tmp_path):
     x, y = _data()
     certify_dataset(_sampler(), x, y, out=str(tsv), counts_log=str(log), **KW)
     assert tsv.read_text() .count("\n") == 6 and len(read_counts_log(str(log))[1]) == 4
+
+
+# ------------------------------------------------------------------------------ sequential runs' files
+
+@pytest.fixture(scope="module")
+def valid_seq(tmp_path_factory):
+    from radius.engines.sequential import certify_dataset_sequential
+
+    d = tmp_path_factory.mktemp("seq")
+    x, y = _data()
+    certify_dataset_sequential(_sampler(), x, y, sigma=SIGMA, radii=[0.25], max_n=2000, n0=30, batch_size=100,
+                               out=str(d / "s.tsv"), counts_log=str(d / "s.jsonl"), model_id="toy")
+    return d
+
+
+def _looks_edit(fn):
+    return _rec(lambda d: fn(d["looks"]))
+
+
+SEQ_LOG_CASES = [
+    ("a look added", 3, _looks_edit(lambda v: v.append(v[-1])), "looks are logged"),
+    ("a look removed", 2, _looks_edit(lambda v: v.pop() if len(v) > 1 else v.__setitem__(0, 0)), ""),
+    ("successes edited", 4, _rec(lambda d: d["looks"].__setitem__(-1, d["looks"][-1] - 1)), ""),
+    ("looks a string", 2, _rec(_set("looks", "1,2")), "looks must be a non-empty list of integers"),
+]
+
+
+@pytest.mark.parametrize("name,line,edit,msg", SEQ_LOG_CASES, ids=[c[0] for c in SEQ_LOG_CASES])
+def test_corrupted_sequential_log(valid_seq, tmp_path, name, line, edit, msg):
+    log = tmp_path / "s.jsonl"
+    shutil.copy(valid_seq / "s.jsonl", log)
+    recertify(str(log))  # the valid log replays
+    _edit_line(log, line, edit)
+    with pytest.raises(ValueError) as e:
+        recertify(str(log))
+    text = str(e.value)
+    assert str(log) in text and f"line {line}" in text and msg in text, text
+
+
+def test_edited_sequential_tsv_row_is_refused_on_resume(valid_seq, tmp_path):
+    from radius.engines.sequential import certify_dataset_sequential
+
+    tsv = tmp_path / "s.tsv"
+    shutil.copy(valid_seq / "s.tsv", tsv)
+    def stopped_by(line):  # column 25 of a sequential row (COLUMNS + p_a_upper, looks, stopped_by, decisions)
+        f = line.split("\t")
+        f[24] = "tolerance"
+        return "\t".join(f)
+
+    _edit_line(tsv, 4, stopped_by)
+    x, y = _data()
+    with pytest.raises(ValueError) as e:
+        certify_dataset_sequential(_sampler(), x, y, sigma=SIGMA, radii=[0.25], max_n=2000, n0=30, batch_size=100,
+                                   out=str(tsv), model_id="toy")
+    assert str(tsv) in str(e.value) and "line 4" in str(e.value) and "replaying" in str(e.value), str(e.value)
