@@ -66,14 +66,14 @@ def main(argv=None):
     import ray
 
     from backends.models import default_model_path, load_digits_split
-    from radius.cli import load_sampler
-    from radius.engines.ray_engine import ModelSpec, certify_dataset_ray
+    from radius.engines.ray_engine import certify_dataset_ray
     from radius.pipeline import certify_dataset
-    from radius.results import file_hash
+    from radius.run.model import model_identity, open_sampler
+    from radius.run.spec import RunSpec
 
     x, y = load_digits_split("test")
     path = str(default_model_path(SIGMA))
-    mid = file_hash(path)
+    mid = model_identity(path)
     tmp = tempfile.mkdtemp(prefix="confbounds-ray-bench-")
     load_before = os.getloadavg()
     out: dict = {
@@ -94,8 +94,13 @@ def main(argv=None):
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         return {"wall_s": wall, "cpu_s": cpu, "throughput": k / wall, "latency": wall / k}
 
-    s_default, _ = load_sampler(path, SIGMA, 1000)
-    s_one = ModelSpec(path=path, sigma=SIGMA, threads=1).load()
+    s_default, _ = open_sampler(path, RunSpec(sigma=SIGMA), batch_size=1000)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s_one, _ = open_sampler(path, RunSpec(sigma=SIGMA), batch_size=1000, session_options=so)
 
     def ray_run(w, rep):
         st: dict = {}

@@ -2,7 +2,7 @@
 
 Fixed n (Cohen, Rosenfeld & Kolter 2019): n0 = 100 selection + n = 100,000 estimation samples per input,
 Clopper-Pearson at alpha, R_mono (``radius.certificate.certify(..., radius="Rmono", reduction="cohen")``).
-Sequential: ``radius.sequential.certify_dataset_sequential`` at the same alpha, deciding radii 0.25, 0.5, 0.75,
+Sequential: ``radius.engines.sequential.certify_dataset_sequential`` at the same alpha, deciding radii 0.25, 0.5, 0.75,
 max_n = 100,000, once per ``--bounds`` entry (default: the beta-binomial mixture CS and Clopper-Pearson at the
 planned looks); the mixing scheduler packs several inputs per forward pass.  The fixed-n counts are cached in
 ``--cache`` so the sequential part can be rerun alone.
@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from backends.models import default_model_path, load_digits_split  # noqa: E402
 from backends.onnx_sampler import OnnxSampler  # noqa: E402
 from radius.certificate import certify  # noqa: E402
-from radius.pipeline import input_seeds  # noqa: E402
-from radius.sequential import certify_dataset_sequential  # noqa: E402
+from radius.engines.sequential import certify_dataset_sequential  # noqa: E402
+from radius.run.spec import input_seeds  # noqa: E402
 
 SIGMA, ALPHA, RADII = 0.25, 0.001, (0.25, 0.5, 0.75)
 

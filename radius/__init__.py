@@ -1,4 +1,4 @@
-"""radius: certified radii, the certify pipeline and the ``confbounds`` CLI."""
+"""radius: certified radii, the run layer, the engines and the ``confbounds`` CLI."""
 from __future__ import annotations
 
 import importlib
@@ -14,7 +14,10 @@ _LAZY = {
     "certify_dataset": "radius.pipeline",
     "recertify": "radius.pipeline",
     "certify_sequential": "radius.sequential",
-    "certify_dataset_sequential": "radius.sequential",
+    "certify_dataset_sequential": "radius.engines.sequential",
+    "RunSpec": "radius.run.spec",
+    "SequentialSpec": "radius.run.spec",
+    "summarize": "radius.report",
     "certify_dataset_ray": "radius.engines.ray_engine",
 }
 

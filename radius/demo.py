@@ -23,7 +23,9 @@ import time
 from typing import Dict, Optional, Sequence
 
 from . import report
-from .pipeline import certify_dataset, recertify
+from .engines.local import run_local
+from .pipeline import recertify
+from .run.spec import RunSpec
 
 __all__ = ["run_demo", "methods", "REDUCTIONS", "RADII", "DEFAULT_N"]
 
@@ -75,10 +77,9 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
         sampled (default ``min(2, cpu_count)``; 0: recertify in this process,
         in order).  The results do not depend on it.
     """
-    from backends.models import default_model_path, load_digits_split
+    from backends.models import load_digits_split
 
-    from .cli import onnx_sampler
-    from .results import file_hash
+    from .run.model import default_model, open_sampler
 
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -101,8 +102,8 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
     jobs = []
     try:
         for sigma in sigmas:
-            model = default_model_path(sigma)
-            sampler = onnx_sampler(model, float(sigma), batch_size)
+            model = default_model(float(sigma))
+            sampler, identity = open_sampler(model, RunSpec(sigma=float(sigma)), batch_size=batch_size)
             for n in ns:
                 tag = f"sigma{float(sigma):g}_n{n}"
                 log = os.path.join(out_dir, f"counts_{tag}.jsonl")
@@ -110,12 +111,12 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
                 red0 = "exact" if "exact" in reductions else reductions[-1]
                 rad0 = "R2" if "R2" in radii else radii[-1]
                 note.write(f"[demo] sigma={float(sigma):g} n={n}: sampling {len(x) if limit is None else limit} "
-                           f"test inputs once ({model.name}, n0={n0}) and certifying with {red0}/{rad0}\n")
+                           f"test inputs once ({os.path.basename(model)}, n0={n0}) and certifying with {red0}/{rad0}\n")
                 note.flush()
                 first = os.path.join(out_dir, f"{tag}_{red0}_{rad0}.tsv")
-                certify_dataset(sampler, x, y, sigma=float(sigma), alpha=alpha, n0=n0, n=n, seed=seed,
-                                radius=rad0, reduction=red0, out=first, counts_log=log, limit=limit,
-                                progress=progress, model_id=file_hash(str(model)))
+                spec = RunSpec(sigma=float(sigma), alpha=alpha, n0=n0, n=n, seed=seed, radius=rad0,
+                               reduction=red0, model=identity)
+                run_local(spec, sampler, x, y, out=first, counts_log=log, limit=limit, progress=progress)
                 t1 = time.perf_counter()
                 pairs = methods(reductions, radii)
                 others = [(red, rad) for red, rad in pairs if os.path.join(out_dir, f"{tag}_{red}_{rad}.tsv") != first]
@@ -140,6 +141,8 @@ def run_demo(out_dir: str = os.path.join("results", "demo"), *, sigmas: Sequence
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     results = report.load_results(paths)
+    for r in results:  # the table names each file relative to out_dir
+        r.path = os.path.relpath(r.path, out_dir)
     header, rows = report.summary_rows(results, table_radii)
     text = report.format_table(header, rows, "text")
     with open(os.path.join(out_dir, "table.md"), "w") as f:

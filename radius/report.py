@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .results import read_tsv
+from .run.files import read_tsv
 
-__all__ = ["Result", "load_results", "certified_accuracy", "average_certified_radius",
-           "summary_rows", "format_table", "plot_certified_accuracy", "DEFAULT_RADII"]
+__all__ = ["Result", "load_results", "certified_accuracy", "average_certified_radius", "summarize",
+           "check_radii", "summary_rows", "format_table", "plot_certified_accuracy", "DEFAULT_RADII"]
 
 DEFAULT_RADII: Tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -69,8 +69,6 @@ def load_results(paths: Sequence[str]) -> List[Result]:
         raise ValueError("no results files given")
     out = []
     for p in paths:
-        if not os.path.exists(p):
-            raise ValueError(f"results file {p!r} does not exist")
         config, cols = read_tsv(p)
         out.append(Result(p, config, cols, _method_label(config, cols, p), _group_label(config)))
     return out
@@ -86,14 +84,29 @@ def _check_radius_arrays(radius, correct) -> Tuple[np.ndarray, np.ndarray]:
     return r, c.astype(bool)
 
 
+def check_radii(r, name: str = "radii") -> np.ndarray:
+    """Radii at which to report certified accuracy: finite numbers >= 0 (``ValueError`` naming the bad one).
+
+    >>> check_radii([0.0, 0.5]).tolist()
+    [0.0, 0.5]
+    """
+    rs = np.atleast_1d(np.asarray(r, dtype=np.float64))
+    bad = rs[~(np.isfinite(rs) & (rs >= 0))]
+    if bad.size:
+        raise ValueError(f"{name} must be finite numbers >= 0, got {bad[0]!r}")
+    if rs.ndim != 1 or rs.size == 0:
+        raise ValueError(f"{name} must be a non-empty list of radii, got {r!r}")
+    return rs
+
+
 def certified_accuracy(radius, correct, r) -> np.ndarray:
-    """Fraction of inputs with ``correct`` and ``radius >= r``, for each ``r``.
+    """Fraction of inputs with ``correct`` and ``radius >= r``, for each ``r`` (finite, >= 0).
 
     >>> certified_accuracy([0.0, 0.5, 1.0], [0, 1, 1], [0.0, 0.5, 0.75, 2.0]).tolist()
     [0.6666666666666666, 0.6666666666666666, 0.3333333333333333, 0.0]
     """
     rad, cor = _check_radius_arrays(radius, correct)
-    rs = np.atleast_1d(np.asarray(r, dtype=np.float64))
+    rs = check_radii(r, "r")
     if rad.size == 0:
         return np.full(rs.shape, np.nan)
     ok = np.sort(rad[cor])
@@ -112,15 +125,60 @@ def average_certified_radius(radius, correct) -> float:
     return float(np.mean(np.where(cor, rad, 0.0))) if rad.size else float("nan")
 
 
+def summarize(certificates, labels, radii: Sequence[float] = DEFAULT_RADII) -> Dict[str, Any]:
+    """Certified accuracy and average certified radius of a list of certificates.
+
+    Parameters
+    ----------
+    certificates : sequence of Certificate
+        One per input (anything with ``prediction`` and ``radius``), e.g. the
+        result of :func:`radius.pipeline.certify_dataset`.
+    labels : sequence of int
+        The inputs' true classes, in the same order.
+    radii : sequence of float
+        Radii (finite, >= 0) at which to report certified accuracy.
+
+    Returns
+    -------
+    dict
+        ``inputs`` (count), ``certified_accuracy`` (``{radius: fraction of
+        inputs predicted correctly with a radius >= it}``), ``acr`` (mean of
+        ``radius * correct``, Zhai et al. 2020) and ``abstain`` (fraction of
+        abstentions).  Definitions as Cohen et al. (ICML 2019, section 4):
+        averages of per-input certificates, each valid with probability
+        ``>= 1 - alpha``; not a confidence statement about the data set.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as C
+    >>> s = summarize([C(prediction=0, radius=0.5), C(prediction=1, radius=1.0), C(prediction=-1, radius=0.0)],
+    ...               [0, 0, 1], radii=[0.0, 0.5])
+    >>> s["certified_accuracy"], round(s["acr"], 4), round(s["abstain"], 4)
+    ({0.0: 0.3333333333333333, 0.5: 0.3333333333333333}, 0.1667, 0.3333)
+    """
+    rs = check_radii(radii)
+    certs = list(certificates)
+    ys = np.asarray(labels)
+    if ys.shape != (len(certs),):
+        raise ValueError(f"labels must have one entry per certificate ({len(certs)}), got shape {ys.shape}")
+    pred = np.array([int(c.prediction) for c in certs], dtype=np.int64)
+    rad = np.array([float(c.radius) for c in certs], dtype=np.float64)
+    cor = pred == ys.astype(np.int64)
+    acc = certified_accuracy(rad, cor, rs)
+    return {"inputs": len(certs), "certified_accuracy": {float(r): float(a) for r, a in zip(rs, acc)},
+            "acr": average_certified_radius(rad, cor), "abstain": float(np.mean(pred < 0)) if certs else float("nan")}
+
+
 def summary_rows(results: Sequence[Result], radii: Sequence[float] = DEFAULT_RADII) -> Tuple[List[str], List[List[str]]]:
-    """Header and rows of the method comparison table (one row per results file)."""
-    header = ["setting", "method", "inputs"] + [f"acc@{r:g}" for r in radii] + ["ACR", "abstain"]
+    """Header and rows of the method comparison table (one row per results file, named in the ``file`` column)."""
+    rs = check_radii(radii)
+    header = ["file", "setting", "method", "inputs"] + [f"acc@{r:g}" for r in rs] + ["ACR", "abstain"]
     rows = []
     for res in results:
         rad, cor = res.cols["radius"], res.cols["correct"]
-        acc = certified_accuracy(rad, cor, radii)
+        acc = certified_accuracy(rad, cor, rs)
         abst = float(np.mean(res.cols["predict"] < 0)) if res.size else float("nan")
-        rows.append([res.group, res.label, str(res.size)] + [f"{a:.3f}" for a in acc]
+        rows.append([res.path, res.group, res.label, str(res.size)] + [f"{a:.3f}" for a in acc]
                     + [f"{average_certified_radius(rad, cor):.4f}", f"{abst:.3f}"])
     return header, rows
 
@@ -136,7 +194,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], style: st
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines) + "\n"
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join("{:<%d}" % w if i < 2 else "{:>%d}" % w for i, w in enumerate(widths))
+    fmt = "  ".join("{:<%d}" % w if i < 3 else "{:>%d}" % w for i, w in enumerate(widths))
     lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
     lines += [fmt.format(*r) for r in rows]
     return "\n".join(lines) + "\n"

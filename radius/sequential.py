@@ -73,22 +73,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from scipy import special
 
-from confbounds._validate import check_alpha, check_choice
-
 from .certificate import Certificate
+from .run.spec import SEQ_BOUNDS as BOUNDS
+from .run.spec import SEQ_ESTIMATION, SEQ_SELECTION, SEQUENTIAL_PRIOR, RunSpec, SequentialSpec, check_alpha, \
+    check_sigma, derive_seed
 
-__all__ = ["SequentialCertificate", "SequentialRun", "certify_sequential", "certify_dataset_sequential",
-           "look_schedule", "look_alphas", "batch_model",
+__all__ = ["SequentialCertificate", "SequentialRun", "SequenceState", "certify_sequential", "run_one_input",
+           "replay_record", "replay_row", "row_extra", "look_schedule", "look_alphas", "sequence_state",
            "SEQUENTIAL_PRIOR", "BOUNDS"]
 
-BOUNDS = ("mixture", "betting", "cp-looks")
-#: Beta mixing prior of the mixture CS used here: fixed before seeing data, it puts extra mass near p = 1
-#: where the top-class probability of a good smoothed classifier lives (any fixed prior keeps validity).
-SEQUENTIAL_PRIOR = (1.0, 0.1)
 #: Comparison margin for ``Phi(r / sigma)`` (see the module docstring).
 _THR_MARGIN = 1e-12
-#: Purpose tags of the per-input seeds (arbitrary distinct constants).
-_SEL, _EST = 0x5E9E1, 0x5E9E2
 
 CERTIFIED, REFUTED, UNDECIDED, FUTILE = "certified", "refuted", "undecided", "futile"
 
@@ -166,63 +161,31 @@ class SequentialRun:
 
 # --------------------------------------------------------------------------------------------- arguments
 
-def _pos_int(v, name: str, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+def _check_args(sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound, prior, seed,
+                betting_method="hedged", futility_z=2.0, final_share=0.5, lower_share=0.9):
+    """``(sigma, alpha, n0, SequentialSpec)``: every check is the run spec's (:mod:`radius.run.spec`)."""
+    from .run.spec import check_int
 
-
-def _check_args(sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound, prior, seed):
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}") from None
-    if isinstance(sigma, bool) or not (np.isfinite(s) and s > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    s = check_sigma(sigma)
     alpha = check_alpha(alpha)
-    check_choice(bound, "bound", BOUNDS)
-    rr: Tuple[float, ...] = ()
-    if radii is not None:
-        arr = np.atleast_1d(np.asarray(radii, dtype=float)) if not isinstance(radii, str) else None
-        if arr is None or arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"radii must be a non-empty 1-D sequence of numbers > 0, got {radii!r}")
-        bad = ~(np.isfinite(arr) & (arr > 0))
-        if np.any(bad):
-            raise ValueError(f"radii must be finite and > 0, got {arr[bad].tolist()!r}")
-        rr = tuple(sorted(set(float(r) for r in arr)))
-    tol = None
-    if tolerance is not None:
-        try:
-            tol = float(tolerance)
-        except (TypeError, ValueError):
-            raise ValueError(f"tolerance must be a number > 0, got {tolerance!r}") from None
-        if isinstance(tolerance, bool) or not (np.isfinite(tol) and tol > 0):
-            raise ValueError(f"tolerance must be a finite number > 0, got {tolerance!r}")
-    if not rr and tol is None:
-        raise ValueError("give radii (radii to decide) and/or tolerance (pin the radius); both are None")
-    max_n = _pos_int(max_n, "max_n")
-    n0 = _pos_int(n0, "n0")
-    batch_size = _pos_int(batch_size, "batch_size")
-    if max_n < batch_size:
-        raise ValueError(f"max_n = {max_n} is smaller than one batch (batch_size = {batch_size})")
-    try:
-        g = float(growth)
-    except (TypeError, ValueError):
-        raise ValueError(f"growth must be a number >= 1, got {growth!r}") from None
-    if not (np.isfinite(g) and g >= 1):
-        raise ValueError(f"growth must be a finite number >= 1, got {growth!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if bound == "mixture":
-        from confbounds.mixture import check_prior
-
-        prior = check_prior(prior)
-    return s, alpha, rr, tol, max_n, n0, batch_size, g, prior
+    if radii is None:
+        radii = ()
+    elif isinstance(radii, str) or np.ndim(radii) > 1 or np.size(radii) == 0:
+        raise ValueError(f"radii must be a non-empty 1-D sequence of numbers > 0, got radii={radii!r}")
+    seq = SequentialSpec(radii=tuple(np.atleast_1d(np.asarray(radii, dtype=float)).tolist()), tolerance=tolerance,
+                         max_n=max_n, bound=bound, batch_size=batch_size, growth=growth, futility_z=futility_z,
+                         final_share=final_share, lower_share=lower_share, prior=prior,
+                         betting_method=betting_method)
+    check_int(seed, "seed", minimum=0)
+    return s, alpha, check_int(n0, "n0"), seq
 
 
-def _seed(seed: int, idx: int, purpose: int, j: int = 0) -> int:
-    hi, lo = np.random.SeedSequence([int(seed), int(idx), purpose, int(j)]).generate_state(2, np.uint32)
-    return (int(hi) << 31) | (int(lo) >> 1)
+def sequence_state(top: int, sigma: float, alpha: float, seq: SequentialSpec) -> "SequenceState":
+    """A fresh :class:`SequenceState` for top class ``top`` under ``seq``."""
+    return SequenceState(top, sigma=sigma, alpha=alpha, radii=seq.radii, tol=seq.tolerance, max_n=seq.max_n,
+                         batch_size=seq.batch_size, growth=seq.growth, bound=seq.bound, prior=seq.prior,
+                         betting_method=seq.betting_method, futility_z=seq.futility_z,
+                         final_share=seq.final_share, lower_share=seq.lower_share)
 
 
 # ----------------------------------------------------------------------------------------- the sequence
@@ -266,8 +229,8 @@ def look_alphas(alpha: float, looks: int, final_share: Optional[float] = 0.5, lo
     return alpha * w * lower_share, alpha * w * (1.0 - lower_share)
 
 
-class _Sequence:
-    """State of one input's estimation phase: running CS and decisions (shared by both entry points)."""
+class SequenceState:
+    """State of one input's estimation phase: running CS, decisions, and the cumulative successes per look."""
 
     def __init__(self, top, *, sigma, alpha, radii, tol, max_n, batch_size, growth, bound, prior, betting_method,
                  futility_z, final_share=0.5, lower_share=0.9):
@@ -280,6 +243,7 @@ class _Sequence:
         self.low, self.high = 0.0, 1.0
         self.looks = 0
         self.history: List[np.ndarray] = []  # betting only
+        self.k_looks: List[int] = []  # cumulative successes at each look (counts)
         self.thr = {r: float(special.ndtr(r / sigma)) for r in radii}
         self.decisions = {r: UNDECIDED for r in radii}
         self.stopped_by = ""
@@ -301,6 +265,7 @@ class _Sequence:
             self.k += float(values.sum())
         else:
             self.k += int(successes)
+            self.k_looks.append(int(self.k))
         self.t += int(size)
         self.looks += 1
         if self.t != self.plan[self.looks - 1]:
@@ -468,334 +433,100 @@ def certify_sequential(sampler, x, *, sigma, alpha: float = 0.001, radii=None, t
     >>> c.prediction, c.decisions, c.forward_passes < 10_000   # p_A = Phi(2) = 0.977
     (1, {0.25: 'certified', 2.0: 'refuted'}, True)
     """
-    sigma, alpha, rr, tol, max_n, n0, batch_size, growth, prior = _check_args(
-        sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound, prior, seed)
+    sigma, alpha, n0, seq = _check_args(sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound,
+                                        prior, seed, betting_method, futility_z, final_share, lower_share)
     _check_sampler_sigma(sampler, sigma)
-    check_choice(betting_method, "betting_method", ("hedged", "prpl-eb"))
-    selection = np.asarray(sampler.counts(x, n0, _seed(seed, 0, _SEL)))
+    return run_one_input(sampler, x, sigma=sigma, alpha=alpha, n0=n0, seq=seq, seed=seed, idx=0)[0]
+
+
+def run_one_input(sampler, x, *, sigma: float, alpha: float, n0: int, seq: SequentialSpec, seed: int, idx: int,
+                  ) -> Tuple[SequentialCertificate, np.ndarray, Optional[np.ndarray], Optional[List[int]]]:
+    """One input through ``sampler.counts`` / ``sampler.scores`` (no batch model needed).
+
+    Seeds: selection :func:`radius.run.spec.derive_seed` ``(seed, idx, SEQ_SELECTION, 0)``, estimation batch
+    ``j``: ``(seed, idx, SEQ_ESTIMATION, j)``.  Returns the certificate, the selection counts, the estimation
+    class counts (None for betting) and the cumulative successes at each look (None for betting).
+    """
+    selection = np.asarray(sampler.counts(x, n0, derive_seed(seed, idx, SEQ_SELECTION, 0)))
     top = int(np.argmax(selection))
-    seq = _Sequence(top, sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size,
-                    growth=growth, bound=bound, prior=prior, betting_method=betting_method,
-                    futility_z=_check_futility(futility_z), **_check_shares(final_share, lower_share))
-    soft = bound == "betting"
+    state = sequence_state(top, sigma, alpha, seq)
+    est = None
     while True:
-        b = seq.next_size()
-        s_j = _seed(seed, 0, _EST, seq.looks)
-        if soft:
+        b = state.next_size()
+        s_j = derive_seed(seed, idx, SEQ_ESTIMATION, state.looks)
+        if seq.soft:
             vals = np.asarray(sampler.scores(x, b, s_j, columns=[top]))[:, 0]
-            done = seq.update(values=vals)
+            done = state.update(values=vals)
         else:
-            c = np.asarray(sampler.counts(x, b, s_j))
-            done = seq.update(successes=int(c[top]), size=b)
+            c = np.asarray(sampler.counts(x, b, s_j), dtype=np.int64)
+            est = c if est is None else est + c
+            done = state.update(successes=int(c[top]), size=b)
         if done:
             break
-    kind = "scores" if soft and _score_column(sampler) else "counts"
-    return seq.certificate(selection, n0, int(len(selection)), kind)
+    kind = "scores" if seq.soft and _score_column(sampler) else "counts"
+    cert = state.certificate(selection, n0, int(len(selection)), kind)
+    return cert, selection.astype(np.int64), est, (None if seq.soft else list(state.k_looks))
 
 
-def _check_shares(final_share, lower_share) -> dict:
-    if final_share is not None:
-        try:
-            f = float(final_share)
-        except (TypeError, ValueError):
-            raise ValueError(f"final_share must be None or a number in (0, 1), got {final_share!r}") from None
-        if not (0.0 < f < 1.0):
-            raise ValueError(f"final_share must be None or a number in (0, 1), got {final_share!r}")
-        final_share = f
+def row_extra(cert: SequentialCertificate, looks: Optional[List[int]]) -> dict:
+    """The values of the sequential TSV columns (:data:`radius.run.files.SEQUENTIAL_COLUMNS`)."""
+    return {"p_a_upper": float(cert.p_a_upper), "looks": "" if looks is None else ",".join(str(v) for v in looks),
+            "stopped_by": cert.stopped_by, "decisions": cert.to_row()["decisions"]}
+
+
+def replay_record(spec: RunSpec, rec) -> Tuple[SequentialCertificate, dict]:
+    """Replay a logged sequential input from its selection counts and its cumulative successes per look.
+
+    The confidence sequence and every decision are recomputed exactly as during sampling (same looks, same
+    running intersection); the replay must stop at the last logged look, and the estimation counts must sum
+    to that look's sample size with ``looks[-1]`` successes for the top class.  ``ValueError`` otherwise.
+    """
+    seq = spec.sequential
+    if seq is None or seq.soft:
+        raise ValueError("only a counts-based sequential run (bound mixture or cp-looks) can be replayed")
+    sel = np.asarray(rec["selection"], dtype=np.int64)
+    est = np.asarray(rec["estimation"], dtype=np.int64)
+    looks = [int(v) for v in rec["looks"]]
+    top = int(np.argmax(sel))
+    state = sequence_state(top, spec.sigma, spec.alpha, seq)
+    prev = 0
+    for j, k in enumerate(looks):
+        if state.stopped_by:
+            raise ValueError(f"the sequence stops after look {j}, but {len(looks)} looks are logged")
+        b = state.next_size()
+        if not 0 <= k - prev <= b:
+            raise ValueError(f"look {j + 1} adds {k - prev} successes to a batch of {b}")
+        state.update(successes=k - prev, size=b)
+        prev = k
+    if not state.stopped_by:
+        raise ValueError(f"the sequence does not stop after the {len(looks)} logged looks")
+    if int(est.sum()) != state.t or int(est[top]) != looks[-1]:
+        raise ValueError(f"estimation counts (sum {int(est.sum())}, top class {int(est[top])}) disagree with the "
+                         f"looks (t = {state.t}, successes {looks[-1]})")
+    cert = state.certificate(sel, spec.n0, int(len(sel)), "counts")
+    return cert, row_extra(cert, looks)
+
+
+def replay_row(spec: RunSpec, row) -> Tuple[Optional[SequentialCertificate], dict]:
+    """:func:`replay_record` for a parsed sequential TSV row (:func:`radius.run.files.parse_row`).
+
+    For a betting (soft) run no successes are stored: ``ValueError``, except that the caller may skip it.
+    """
+    from .run.files import check_counts
+
+    m = spec.num_classes
+    sel = check_counts(row["selection_counts"].tolist() if row["selection_counts"] is not None else None,
+                       "selection", m, spec.n0)
+    est = check_counts(row["estimation_counts"].tolist() if row["estimation_counts"] is not None else None,
+                       "estimation", m, None)
     try:
-        lo = float(lower_share)
-    except (TypeError, ValueError):
-        raise ValueError(f"lower_share must be a number in (0, 1), got {lower_share!r}") from None
-    if not (0.0 < lo < 1.0):
-        raise ValueError(f"lower_share must be a number in (0, 1), got {lower_share!r}")
-    return {"final_share": final_share, "lower_share": lo}
-
-
-def _check_futility(z):
-    if z is None:
-        return None
-    try:
-        v = float(z)
-    except (TypeError, ValueError):
-        raise ValueError(f"futility_z must be None or a number >= 0, got {z!r}") from None
-    if isinstance(z, bool) or not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"futility_z must be None or a finite number >= 0, got {z!r}")
-    return v
+        looks = [int(v) for v in row["looks"].split(",")]
+    except ValueError:
+        raise ValueError(f"column 'looks' holds {row['looks']!r:.40}, not a list of integers") from None
+    return replay_record(spec, {"selection": sel, "estimation": est, "looks": looks})
 
 
 def _check_sampler_sigma(sampler, sigma: float) -> None:
     s = getattr(sampler, "sigma", None)
     if s is not None and not math.isclose(float(s), sigma, rel_tol=1e-12, abs_tol=0.0):
         raise ValueError(f"sigma = {sigma!r} differs from the sampler's noise level sampler.sigma = {s!r}")
-
-
-# --------------------------------------------------------------------------------------- data-set scheduler
-
-def batch_model(sampler) -> Optional[Tuple[Callable[[np.ndarray], np.ndarray], np.dtype]]:
-    """The sampler's batch model ``inputs (b, *x.shape) -> logits (b, m)`` in input space, and its noise dtype.
-
-    Uses public attributes only: ``logits(inputs)`` of :class:`backends.onnx_sampler.OnnxSampler` and
-    :class:`backends.torch_sampler.TorchSampler` (which apply ``normalize``), ``logits_fn`` of
-    :class:`backends.base.ArraySampler`.  Returns None when the sampler has neither; the scheduler then falls
-    back to one input per call (``sampler.counts`` / ``sampler.scores``).
-    """
-    fn = getattr(sampler, "logits", None)
-    if callable(fn):
-        dtype = getattr(sampler, "input_dtype", None)
-        if dtype is None:
-            tdt = str(getattr(sampler, "dtype", "float32"))
-            dtype = np.float64 if "64" in tdt else np.float32
-        return fn, np.dtype(dtype)
-    fn = getattr(sampler, "logits_fn", None)
-    if callable(fn):
-        return fn, np.dtype(np.float64)
-    return None
-
-
-class _Job:
-    __slots__ = ("i", "stage", "remaining", "size", "rng", "acc", "vals")
-
-    def __init__(self, i, stage, size, rng):
-        self.i, self.stage, self.remaining, self.size, self.rng = i, stage, size, size, rng
-        self.acc = 0          # successes (or selection counts array)
-        self.vals: List[np.ndarray] = []
-
-
-def certify_dataset_sequential(sampler, inputs, labels, *, sigma, alpha: float = 0.001, radii=None,
-                               tolerance=None, max_n: int, n0: int = 100, batch_size: int = 200,
-                               growth: float = 2.0, seed: int = 0, bound: str = "mixture",
-                               prior=SEQUENTIAL_PRIOR, betting_method: str = "hedged",
-                               futility_z: Optional[float] = 2.0, final_share: Optional[float] = 0.5,
-                               lower_share: float = 0.9, model_batch_size: Optional[int] = None,
-                               out: Optional[str] = None, progress: bool = False) -> SequentialRun:
-    """Sequentially certify a data set, keeping every model batch full by mixing undecided inputs.
-
-    Every input runs the procedure of :func:`certify_sequential` (its own CS at level ``alpha``; selection and
-    estimation noise from per-input seeds derived from ``(seed, index, purpose, batch)``).  The scheduler keeps a
-    FIFO of sampling requests (the ``n0`` selection copies of an input, or its next estimation batch) and packs
-    the noisy copies of several inputs into one forward pass of ``model_batch_size`` rows, taking new inputs from
-    the data set whenever the active ones cannot fill the batch.  A request may span several forward passes;
-    when it completes, that input's CS is read and it either stops or queues its next batch.  So throughput per
-    forward pass does not drop as inputs finish; only the last few passes of the whole run can be partial.
-
-    Parameters
-    ----------
-    sampler : Sampler
-        Needs a batch model (:func:`batch_model`) to mix inputs; otherwise each request is one
-        ``sampler.counts`` / ``sampler.scores`` call (``SequentialRun.mixed`` is False).
-    inputs : array_like, shape (N, *x.shape)
-    labels : array_like of int, shape (N,)
-        Used only for :meth:`SequentialRun.certified_accuracy` and the ``correct`` column, never for sampling.
-    sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, seed, bound, prior, betting_method
-    futility_z, final_share, lower_share
-        As in :func:`certify_sequential`.
-    model_batch_size : int, optional
-        Rows per forward pass (default ``sampler.batch_size`` or 1000).
-    out : str, optional
-        Path of a TSV written at the end: one row per input (``idx label prediction radius correct
-        forward_passes n p_a_lower p_a_upper stopped_by decisions``) after a ``# confbounds-sequential/1``
-        line with the configuration.
-    progress : bool
-        Print a progress line on stderr.
-
-    Returns
-    -------
-    SequentialRun
-        Certificates in input order, total forward passes, model calls and the batch fill rate.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from backends.base import ArraySampler
-    >>> w = np.array([1.0, 0.0])
-    >>> s = ArraySampler(lambda z: np.stack([-(z @ w), z @ w], axis=1), 2, sigma=0.5)
-    >>> xs = np.array([[1.0, 0.0], [0.2, 0.0], [-1.5, 3.0]])
-    >>> run = certify_dataset_sequential(s, xs, [1, 1, 0], sigma=0.5, radii=[0.25], max_n=20_000,
-    ...                                  model_batch_size=512)
-    >>> [c.decisions[0.25] for c in run.certificates], run.fill_rate > 0.5
-    (['certified', 'futile', 'certified'], True)
-    """
-    sigma, alpha, rr, tol, max_n, n0, batch_size, growth, prior = _check_args(
-        sigma, alpha, radii, tolerance, max_n, n0, batch_size, growth, bound, prior, seed)
-    _check_sampler_sigma(sampler, sigma)
-    check_choice(betting_method, "betting_method", ("hedged", "prpl-eb"))
-    xs = np.asarray(inputs)
-    if xs.ndim < 2 or xs.shape[0] == 0 or xs.dtype.kind not in "fiu" or not np.all(np.isfinite(xs)):
-        raise ValueError(f"inputs must be a finite numeric array of shape (N, *x.shape) with N >= 1, "
-                         f"got shape {xs.shape}, dtype {xs.dtype}")
-    ys = np.asarray(labels)
-    if ys.shape != (xs.shape[0],) or ys.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integers of shape ({xs.shape[0]},), got shape {ys.shape}, "
-                         f"dtype {ys.dtype}")
-    if model_batch_size is None:
-        model_batch_size = int(getattr(sampler, "batch_size", 1000))
-    B = _pos_int(model_batch_size, "model_batch_size")
-    kw = dict(sigma=sigma, alpha=alpha, radii=rr, tol=tol, max_n=max_n, batch_size=batch_size, growth=growth,
-              bound=bound, prior=prior, betting_method=betting_method, futility_z=_check_futility(futility_z),
-              **_check_shares(final_share, lower_share))
-    t0 = time.perf_counter()
-    N = xs.shape[0]
-    certs: List[Optional[SequentialCertificate]] = [None] * N
-    model = batch_model(sampler)
-    soft = bound == "betting"
-    simplex = getattr(sampler, "simplex", "hard")
-    temperature = getattr(sampler, "temperature", 1.0)
-    passes = 0
-    calls = 0
-    prog = _Progress(N, progress)
-
-    if model is None:  # per-input fallback: no mixing possible
-        for i in range(N):
-            certs[i] = certify_sequential(sampler, xs[i], seed=_seed(seed, i, 0), n0=n0, max_n=max_n,
-                                          radii=rr or None, tolerance=tol, batch_size=batch_size, growth=growth,
-                                          bound=bound, prior=prior, betting_method=betting_method,
-                                          sigma=sigma, alpha=alpha, futility_z=futility_z,
-                                          final_share=final_share, lower_share=lower_share)
-            passes += certs[i].forward_passes
-            prog.update(1)
-        sb = int(getattr(sampler, "batch_size", B))
-        plan = look_schedule(batch_size, growth, max_n)
-        calls = sum(_calls(c.n0, sb) + _calls_seq(c, sb, plan) for c in certs)
-        fill = passes / (calls * sb) if calls else float("nan")
-        prog.close()
-        run = SequentialRun(certs, ys, passes, calls, fill, time.perf_counter() - t0, sb, False)
-        if out is not None:
-            _write_tsv(out, run, dict(kw, n0=n0, seed=seed))
-        return run
-
-    fn, dtype = model
-    m = getattr(sampler, "num_classes", None)
-    selections: Dict[int, np.ndarray] = {}
-    seqs: Dict[int, _Sequence] = {}
-    queue: List[_Job] = []   # FIFO of requests with rows still to draw
-    head = 0
-    next_input = 0
-    while True:
-        parts = []            # (job, start_row, rows)
-        rows = []
-        room = B
-        while room > 0:
-            while head < len(queue) and queue[head].remaining == 0:
-                head += 1
-            if head >= len(queue):
-                if next_input >= N:
-                    break
-                i = next_input
-                next_input += 1
-                queue.append(_Job(i, -1, n0, np.random.default_rng(_seed(seed, i, _SEL))))
-                continue
-            job = queue[head]
-            take = min(room, job.remaining)
-            x = np.asarray(xs[job.i], dtype=dtype)
-            noise = job.rng.standard_normal((take, *x.shape), dtype=dtype)
-            noise *= dtype.type(sigma)
-            noise += x
-            parts.append((job, B - room, take))
-            rows.append(noise)
-            job.remaining -= take
-            room -= take
-        if not parts:
-            break
-        if head > 4096:  # drop finished requests from the front of the queue
-            queue = queue[head:]
-            head = 0
-        batch = np.concatenate(rows, axis=0) if len(rows) > 1 else rows[0]
-        logits = np.asarray(fn(batch))
-        calls += 1
-        passes += len(batch)
-        if logits.ndim != 2 or logits.shape[0] != len(batch):
-            raise ValueError(f"the sampler's batch model returned shape {logits.shape} for {len(batch)} inputs")
-        if m is None:
-            m = logits.shape[1]
-        am = np.argmax(logits, axis=1)
-        probs = None
-        if soft and simplex != "hard":
-            from backends.simplex import apply_simplex
-
-            probs = apply_simplex(logits, simplex, temperature)
-        finished = []
-        for job, start, take in parts:
-            sl = slice(start, start + take)
-            if job.stage < 0:
-                job.acc = job.acc + np.bincount(am[sl], minlength=logits.shape[1])
-            elif soft:
-                top = seqs[job.i].top
-                job.vals.append(probs[sl, top].astype(np.float64) if probs is not None
-                                else (am[sl] == top).astype(np.float64))
-            else:
-                job.acc += int(np.count_nonzero(am[sl] == seqs[job.i].top))
-            if job.remaining == 0:
-                finished.append(job)
-        for job in finished:
-            i = job.i
-            if job.stage < 0:
-                selections[i] = np.asarray(job.acc, dtype=np.int64)
-                seqs[i] = _Sequence(int(np.argmax(selections[i])), **kw)
-                done = False
-            else:
-                seq = seqs[i]
-                if soft:
-                    done = seq.update(values=np.concatenate(job.vals))
-                else:
-                    done = seq.update(successes=job.acc, size=job.size)
-            if done:
-                certs[i] = seqs.pop(i).certificate(selections.pop(i), n0, int(m),
-                                                   "scores" if soft and simplex != "hard" else "counts")
-                prog.update(1)
-            else:
-                seq = seqs[i]
-                size = seq.next_size()
-                queue.append(_Job(i, seq.looks, size,
-                                  np.random.default_rng(_seed(seed, i, _EST, seq.looks))))
-    prog.close()
-    fill = passes / (calls * B) if calls else float("nan")
-    run = SequentialRun(certs, ys, passes, calls, fill, time.perf_counter() - t0, B, True)
-    if out is not None:
-        _write_tsv(out, run, dict(kw, n0=n0, seed=seed, model_batch_size=B))
-    return run
-
-
-def _calls(n: int, b: int) -> int:
-    return -(-int(n) // int(b))
-
-
-def _calls_seq(c: SequentialCertificate, b: int, plan: np.ndarray) -> int:
-    """Model calls of the per-input fallback: one ``counts`` call per look, each split into batches of ``b``."""
-    sizes = np.diff(np.concatenate([[0], plan[:c.looks]]))
-    return int(sum(_calls(int(v), b) for v in sizes))
-
-
-class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.enabled, self.t0 = total, 0, enabled, time.perf_counter()
-
-    def update(self, k: int) -> None:
-        self.done += k
-        if self.enabled:
-            import sys
-
-            el = time.perf_counter() - self.t0
-            sys.stderr.write(f"\rsequential {self.done}/{self.total} ({el:.0f} s)")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            import sys
-
-            sys.stderr.write("\n")
-
-
-def _write_tsv(path: str, run: SequentialRun, config: dict) -> None:
-    import json
-
-    cols = ["idx", "label", "prediction", "radius", "correct", "forward_passes", "n", "p_a_lower", "p_a_upper",
-            "stopped_by", "decisions"]
-    cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
-    with open(path, "w") as fh:
-        fh.write(f"# confbounds-sequential/1 {json.dumps(cfg, sort_keys=True)}\n")
-        fh.write("\t".join(cols) + "\n")
-        for i, (c, y) in enumerate(zip(run.certificates, run.labels)):
-            row = c.to_row()
-            vals = [i, int(y), c.prediction, repr(float(c.radius)), int(c.prediction == int(y)), c.forward_passes,
-                    c.n, repr(float(c.p_a_lower)), repr(float(c.p_a_upper)), c.stopped_by, row["decisions"]]
-            fh.write("\t".join(str(v) for v in vals) + "\n")

@@ -340,7 +340,7 @@ def test_bad_input_clear_errors(tmp_path):
         certify_dataset(s, x, y, **dict(KW, radius="R3"))
     with pytest.raises(ValueError, match="reduction"):
         certify_dataset(s, x, y, **dict(KW, reduction="holm"))
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="not defined with"):
         certify_dataset(s, x, y, **dict(KW, reduction="exact", radius="Rmono"))
     with pytest.raises(ValueError, match="n0"):
         certify_dataset(s, x, y, **dict(KW, n0=0))
@@ -348,7 +348,7 @@ def test_bad_input_clear_errors(tmp_path):
         certify_dataset(s, x, y, **KW, limit=5)
     with pytest.raises(ValueError, match="mode"):
         certify_dataset(s, x, y, **KW, mode="soft")
-    with pytest.raises(ValueError, match="counts_log"):
+    with pytest.raises(ValueError, match="counts log applies only"):
         certify_dataset(s, x, y, **KW, mode="scores", counts_log=str(tmp_path / "c.jsonl"))
     # a sampler whose input shape does not fit the data: the sampler's own error propagates
     with pytest.raises(ValueError):
@@ -367,21 +367,24 @@ def test_bad_sampler_output_detected():
         certify_dataset(Broken(make_sampler()), x, y, **KW)
 
 
-def test_progress_bar_writes_to_stream():
-    import io
+def test_progress_bar_is_tqdm_on_stderr(tmp_path, capsys):
+    """The one progress bar (tqdm) shows the count; disabled, it writes nothing."""
+    x, y = make_data(3)
+    certify_dataset(make_sampler(), x, y, **dict(KW, progress=True))
+    err = capsys.readouterr().err
+    assert "3/3" in err and "certify" in err
+    certify_dataset(make_sampler(), x, y, **KW)
+    assert capsys.readouterr().err == ""
 
-    from radius.pipeline import Progress
 
-    buf = io.StringIO()
-    p = Progress(3, 0, stream=buf, min_interval=0.0)
-    for _ in range(3):
-        p.update()
-    p.close()
-    text = buf.getvalue()
-    assert "3/3" in text and "100%" in text and text.endswith("\n")
-    buf = io.StringIO()
-    Progress(3, 0, enabled=False, stream=buf).close()
-    assert buf.getvalue() == ""
+def test_overlap_gives_identical_certificates(tmp_path):
+    """Bounds computed in the worker thread while the next input is sampled equal the inline order's."""
+    x, y = make_data(6)
+    a = certify_dataset(make_sampler(), x, y, **dict(KW, reduction="exact"), out=str(tmp_path / "a.tsv"))
+    b = certify_dataset(make_sampler(), x, y, **dict(KW, reduction="exact"), out=str(tmp_path / "b.tsv"),
+                        overlap=False)
+    assert a == b
+    assert strip_time(tmp_path / "a.tsv") == strip_time(tmp_path / "b.tsv")
 
 
 def test_scores_mode_soft_smoothing_and_resume(tmp_path):
@@ -406,13 +409,41 @@ def test_scores_mode_soft_smoothing_and_resume(tmp_path):
 
 
 def test_two_writers_on_one_file_are_refused(tmp_path):
+    from radius.run import files
+
     cfg = {"model": "toy", "n": 1}
-    f, rows = res.open_tsv(str(tmp_path / "r.tsv"), cfg)
+    f, rows = files.open_tsv(str(tmp_path / "r.tsv"), cfg)
     try:
         with pytest.raises(ValueError, match="another process"):
-            res.open_tsv(str(tmp_path / "r.tsv"), cfg)
+            files.open_tsv(str(tmp_path / "r.tsv"), cfg)
     finally:
         f.close()
-    g, rows = res.open_tsv(str(tmp_path / "r.tsv"), cfg)  # free again once closed
+    g, rows = files.open_tsv(str(tmp_path / "r.tsv"), cfg)  # free again once closed
     g.close()
     assert rows == []
+
+
+def test_iterable_of_pairs_and_array_likes(tmp_path):
+    """The Python API takes any array-like of inputs with labels, or an iterable of (x, y) pairs."""
+    x, y = make_data(4)
+    a = certify_dataset(make_sampler(), x, y, **KW)
+    b = certify_dataset(make_sampler(), [(list(xi), int(yi)) for xi, yi in zip(x, y)], **KW)
+    c = certify_dataset(make_sampler(), x.tolist(), y.tolist(), **KW)
+    assert a == b == c
+    with pytest.raises(ValueError, match="not an \\(x, y\\) pair"):
+        certify_dataset(make_sampler(), [x[0], x[1]], **KW)
+
+
+def test_resume_refuses_another_noise_or_backend(tmp_path):
+    """Every spec field is in the metadata: a file of another noise kind (or backend) is not resumed."""
+    from radius.engines.local import run_local
+    from radius.run.spec import RunSpec
+
+    x, y = make_data(3)
+    out = str(tmp_path / "r.tsv")
+    spec = RunSpec(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni", model="toy")
+    run_local(spec, make_sampler(), x, y, out=out, progress=False)
+    for change, key in ((dict(noise="sound"), "noise"), (dict(backend="onnx"), "backend")):
+        with pytest.raises(ValueError, match=f"another run.*{key}"):
+            run_local(RunSpec(**{**dict(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni",
+                                        model="toy"), **change}), make_sampler(), x, y, out=out, progress=False)

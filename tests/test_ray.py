@@ -48,7 +48,7 @@ def test_importing_the_engine_does_not_import_ray():
     (dict(sigma=-0.25), "sigma"),
     (dict(limit=3), "limit"),
     (dict(model="/nonexistent/model.onnx"), "does not exist"),
-    (dict(model="model.h5"), "onnx"),
+    (dict(model="model.h5"), "does not exist"),
 ])
 def test_bad_arguments_are_refused_before_ray_starts(kwargs, match):
     from radius.engines.ray_engine import certify_dataset_ray
@@ -65,7 +65,7 @@ def test_a_sampler_object_is_refused_as_model():
     from radius.engines.ray_engine import certify_dataset_ray
 
     s = ArraySampler(lambda z: z[:, :2], 2, sigma=0.25)
-    with pytest.raises(ValueError, match="ModelSpec"):
+    with pytest.raises(ValueError, match="a sampler object is not shipped"):
         certify_dataset_ray(s, np.zeros((2, 2)), np.zeros(2, np.int64), sigma=0.25)
 
 
@@ -109,13 +109,13 @@ def test_code_fingerprint_changes_with_any_source_file(tmp_path):
 
 def test_certify_one_equals_the_local_loop_row_for_row(reference):
     """The per-input function the actors run reproduces the local engine's rows (no Ray involved)."""
-    from radius.engines.local import certify_one
-    from radius.pipeline import _cert_kwargs
+    from radius.run.spec import RunSpec
+    from radius.run.step import certify_one
 
     sampler, x, y = reference["sampler"], reference["x"], reference["y"]
-    kw = _cert_kwargs(RUN["sigma"], RUN["alpha"], RUN["radius"], RUN["reduction"], "betting", None, None)
+    spec = RunSpec(**RUN)
     for i in (0, 7, LIMIT - 1):
-        r = certify_one(sampler, x[i], y[i], i, seed=RUN["seed"], n0=RUN["n0"], n=RUN["n"], cert_kwargs=kw)
+        r = certify_one(sampler, x[i], y[i], i, spec)
         assert _but_time(r.tsv_row()) == reference["rows"][i]
 
 
@@ -125,16 +125,18 @@ def test_certify_one_equals_the_local_loop_row_for_row(reference):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from backends.models import default_model_path, load_digits_split
-    from radius.cli import load_sampler
-    from radius.pipeline import certify_dataset
+    from backends.models import load_digits_split
+    from radius.engines.local import run_local
+    from radius.run.model import open_sampler
+    from radius.run.spec import RunSpec
 
     d = tmp_path_factory.mktemp("ref")
     x, y = load_digits_split("test")
-    sampler, path = load_sampler(str(default_model_path(0.25)), 0.25, 1000)
+    spec = RunSpec(**RUN)
+    sampler, ident = open_sampler(_model_path(), spec)
     out, log = d / "ref.tsv", d / "ref.counts.jsonl"
-    certs = certify_dataset(sampler, x, y, out=str(out), counts_log=str(log), limit=LIMIT, progress=False,
-                            model_id=res.file_hash(path), **RUN)
+    certs = run_local(spec.with_model(model=ident), sampler, x, y, out=str(out), counts_log=str(log), limit=LIMIT,
+                      progress=False)
     return {"x": x, "y": y, "sampler": sampler, "out": out, "log": log, "certs": certs,
             "lines": _lines_but_time(out), "rows": _lines_but_time(out)[2:]}
 
@@ -190,6 +192,50 @@ def test_ray_equals_local_engine(cluster, reference, tmp_path):
     assert st["duplicates"] == 0 and st["actor_failures"] == 0
 
 
+def _local_and_ray(spec, tmp_path, **engine):
+    """The same spec run by the local engine (sequential or not) and by Ray on the digits model."""
+    from radius.engines.local import run_local
+    from radius.engines.ray_engine import run_ray
+    from radius.engines.sequential import run_sequential
+    from radius.run.model import open_sampler
+    from backends.models import load_digits_split
+
+    x, y = load_digits_split("test")
+    sampler, ident = open_sampler(_model_path(), spec)
+    loc = tmp_path / "local.tsv"
+    run = run_sequential if spec.sequential is not None else run_local
+    got = run(spec.with_model(model=ident), sampler, x, y, out=str(loc), limit=LIMIT, progress=False)
+    local = got.certificates if spec.sequential is not None else got
+    ray_out = tmp_path / "ray.tsv"
+    certs = run_ray(spec, _model_path(), x, y, out=str(ray_out), limit=LIMIT, workers=2, progress=False, **engine)
+    return loc, ray_out, local, certs
+
+
+def test_ray_equals_local_in_scores_mode_with_softmax_temperature(cluster, tmp_path):
+    """Scores mode, softmax at T = 2.5: the actors build their samplers with the spec's simplex and temperature,
+    so every column but time (and the metadata: simplex, temperature) equals the local engine's."""
+    from radius.run.spec import RunSpec
+
+    spec = RunSpec(sigma=0.25, n0=50, n=300, seed=3, mode="scores", simplex="softmax", temperature=2.5,
+                   reduction="bonferroni", radius="R2", bound="betting")
+    loc, ray_out, local, certs = _local_and_ray(spec, tmp_path)
+    assert _lines_but_time(ray_out) == _lines_but_time(loc)
+    cfg, _ = res.read_tsv(str(ray_out))
+    assert cfg["simplex"] == "softmax" and cfg["temperature"] == 2.5 and cfg["mode"] == "scores"
+    assert _same_certs(certs, local)
+    assert all(c.kind == "scores" for c in certs)
+
+
+def test_ray_runs_sequential_specs(cluster, tmp_path):
+    """A sequential spec on Ray (tasks of 4 inputs, mixed in one scheduler per task) equals the local run."""
+    from radius.run.spec import RunSpec, SequentialSpec
+
+    spec = RunSpec(sigma=0.25, n0=100, seed=3, sequential=SequentialSpec(radii=(0.25, 0.5), max_n=5000))
+    loc, ray_out, local, certs = _local_and_ray(spec, tmp_path, chunk_size=4)
+    assert _lines_but_time(ray_out) == _lines_but_time(loc)
+    assert _same_certs(certs, local)
+
+
 def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, tmp_path):
     """Resumes a local engine's partial file (tasks of 2 inputs); meanwhile one actor is killed (Ray restarts
     it) and the other killed for good.  The file must still equal the uninterrupted local run: no row lost or written twice."""
@@ -200,8 +246,10 @@ def test_killed_actors_are_replaced_and_their_inputs_redone(cluster, reference, 
 
     out, log = tmp_path / "mixed.tsv", tmp_path / "mixed.counts.jsonl"
     done_locally = 5
+    from radius.run.model import model_identity
+
     certify_dataset(reference["sampler"], reference["x"], reference["y"], out=str(out), counts_log=str(log),
-                    limit=done_locally, progress=False, model_id=res.file_hash(_model_path()), **RUN)
+                    limit=done_locally, progress=False, model_id=model_identity(_model_path()), **RUN)
 
     kills = []
     st: dict = {}
@@ -254,7 +302,7 @@ def _rows(path) -> int:
 @pytest.mark.slow
 def test_driver_killed_with_sigkill_resumes(cluster, reference, tmp_path):
     out, log = tmp_path / "drv.tsv", tmp_path / "drv.counts.jsonl"
-    cmd = [sys.executable, "-m", "radius.engines.ray_engine", "--sigma", "0.25", "--limit", str(LIMIT),
+    cmd = [sys.executable, "-m", "radius", "certify", "--engine", "ray", "--sigma", "0.25", "--limit", str(LIMIT),
            "--n", str(RUN["n"]), "--n0", str(RUN["n0"]), "--seed", str(RUN["seed"]), "--out", str(out),
            "--counts-log", str(log), "--address", cluster, "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

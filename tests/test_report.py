@@ -62,15 +62,16 @@ def test_table_and_plot_from_cohen_style_files(tmp_path):
     res = report.load_results([str(a), str(b)])
     assert [r.label for r in res] == ["a", "b"]
     header, rows = report.summary_rows(res, [0.0, 0.25, 0.5])
-    assert header == ["setting", "method", "inputs", "acc@0", "acc@0.25", "acc@0.5", "ACR", "abstain"]
+    assert header == ["file", "setting", "method", "inputs", "acc@0", "acc@0.25", "acc@0.5", "ACR", "abstain"]
+    assert [r[0] for r in rows] == [str(a), str(b)]  # each row names its source file
     # a: correct radii 0.5, 1.0 -> acc 2/4 at 0, 0.25, 0.5; ACR 1.5/4; one abstention in 4
-    assert rows[0][2:] == ["4", "0.500", "0.500", "0.500", "0.3750", "0.250"]
+    assert rows[0][3:] == ["4", "0.500", "0.500", "0.500", "0.3750", "0.250"]
     # b: all correct, radii .25 .25 .1 0 -> acc 1, 0.5, 0; ACR 0.6/4
-    assert rows[1][2:] == ["4", "1.000", "0.500", "0.000", "0.1500", "0.000"]
+    assert rows[1][3:] == ["4", "1.000", "0.500", "0.000", "0.1500", "0.000"]
     text = report.format_table(header, rows)
     assert text.splitlines()[0].split() == header
     md = report.format_table(header, rows, "markdown")
-    assert md.startswith("| setting |") and md.count("\n") == 4
+    assert md.startswith("| file | setting |") and md.count("\n") == 4
     png = report.plot_certified_accuracy(res, str(tmp_path / "sub" / "p.png"), title="t")
     data = Path(png).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -81,3 +82,30 @@ def test_import_does_not_load_matplotlib():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("radii", [[float("nan")], [-1.0], [0.5, float("inf")]])
+def test_impossible_radii_are_refused(tmp_path, radii):
+    a = tmp_path / "a.tsv"
+    _write_cohen_tsv(a, [(1, 1, 0.5, 1)])
+    with pytest.raises(ValueError, match="finite numbers >= 0"):
+        report.summary_rows(report.load_results([str(a)]), radii)
+    from radius.cli import main
+
+    assert main(["report", str(a), "--radii", *map(str, radii)]) == 2
+
+
+def test_summarize_by_hand():
+    """radius.summarize: certified accuracy and ACR of certificates (values worked out by hand in the comment)."""
+    from types import SimpleNamespace as C
+
+    import radius
+
+    certs = [C(prediction=0, radius=0.5), C(prediction=1, radius=1.0), C(prediction=2, radius=0.2),
+             C(prediction=-1, radius=0.0)]
+    s = radius.summarize(certs, [0, 0, 2, 1], radii=[0.0, 0.25, 0.5])
+    # correct: inputs 0 (r .5) and 2 (r .2) -> acc 2/4, 1/4, 1/4; ACR (0.5 + 0.2) / 4; one abstention
+    assert s["certified_accuracy"] == {0.0: 0.5, 0.25: 0.25, 0.5: 0.25}
+    assert s["acr"] == pytest.approx(0.175) and s["abstain"] == 0.25 and s["inputs"] == 4
+    with pytest.raises(ValueError, match="one entry per certificate"):
+        radius.summarize(certs, [0, 0])

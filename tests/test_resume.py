@@ -1,5 +1,6 @@
 """Crash safety with the real thing: the `confbounds certify` CLI on the shipped ONNX digits model,
-killed with SIGKILL mid-run (twice), rerun with the same command, compared with an uninterrupted run."""
+killed with SIGKILL mid-run (twice), rerun with the same command, compared with an uninterrupted run.
+Both a fixed-n run and a sequential run (rows flushed as decided, in index order) are tested."""
 from __future__ import annotations
 
 import os
@@ -17,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 LIMIT = 40
 
 
-def _cmd(out, log):
-    return [sys.executable, "-m", "radius", "certify", "--sigma", "0.25", "--limit", str(LIMIT), "--n", "1000",
+def _cmd(out, log, sequential=False):
+    method = (["--sequential", "--radii", "0.25", "0.5", "--max-n", "20000"] if sequential else ["--n", "1000"])
+    return [sys.executable, "-m", "radius", "certify", "--sigma", "0.25", "--limit", str(LIMIT), *method,
             "--n0", "100", "--seed", "3", "--out", str(out), "--counts-log", str(log), "--no-progress"]
 
 
@@ -66,9 +68,10 @@ def _columns_but_time(path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("sequential", [False, True], ids=["fixed-n", "sequential"])
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path, sequential):
     out, log = tmp_path / "run.tsv", tmp_path / "run.counts.jsonl"
-    cmd = _cmd(out, log)
+    cmd = _cmd(out, log, sequential)
     k1 = _run_and_kill(cmd, out, 5, tmp_path)
     assert 5 <= k1 < LIMIT, "killed mid-run"
     k2 = _run_and_kill(cmd, out, k1 + 8, tmp_path)
@@ -77,7 +80,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path):
     assert done.returncode == 0, done.stderr
 
     ref_out, ref_log = tmp_path / "ref.tsv", tmp_path / "ref.counts.jsonl"
-    ref = subprocess.run(_cmd(ref_out, ref_log), cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    ref = subprocess.run(_cmd(ref_out, ref_log, sequential), cwd=tmp_path, env=_env(), capture_output=True, text=True,
                          timeout=300)
     assert ref.returncode == 0, ref.stderr
 

@@ -17,7 +17,8 @@ from scipy import special, stats
 
 from backends.base import ArraySampler
 from confbounds import clopper_pearson
-from radius.sequential import (certify_dataset_sequential, certify_sequential, look_alphas, look_schedule,
+from radius.engines.sequential import certify_dataset_sequential
+from radius.sequential import (certify_sequential, look_alphas, look_schedule,
                                SequentialCertificate)
 
 TEST_LEVEL = 1e-3
@@ -203,7 +204,7 @@ def test_scheduler_soft_scores_betting(tmp_path):
     assert [c.kind for c in run.certificates] == ["scores", "scores"]
     assert [c.prediction for c in run.certificates] == [1, 0]
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("# confbounds-sequential/1") and len(lines) == 4
+    assert lines[0].startswith("# confbounds-certify/1") and len(lines) == 4  # an ordinary results TSV
 
 
 def test_fallback_without_batch_model():
@@ -219,7 +220,7 @@ def test_fallback_without_batch_model():
     (dict(radii=[]), "radii must be a non-empty"),
     (dict(radii=None, tolerance=0.0), "tolerance must be a finite number > 0"),
     (dict(radii=None, tolerance=-1), "tolerance must be a finite number > 0"),
-    (dict(radii=None), "give radii"),
+    (dict(radii=None), "needs radii"),
     (dict(max_n=100, batch_size=200), "max_n = 100 is smaller than one batch"),
     (dict(growth=0.5), "growth"),
     (dict(bound="wald"), "bound must be one of"),

@@ -1,9 +1,8 @@
-"""Execution engines of :func:`radius.certify_dataset`-style runs.
+"""Execution engines: each runs a :class:`radius.run.spec.RunSpec` over a data set; none parses flags.
 
-* :mod:`radius.engines.local` -- the per-input unit of work (:func:`certify_one`)
-  and the resume bookkeeping (:func:`open_run`) shared by every engine.
-* :mod:`radius.engines.ray_engine` -- :func:`certify_dataset_ray`, the same run
-  spread over Ray actors (one sampler per actor, any number of GPUs or nodes).
+* :mod:`radius.engines.local` -- :func:`run_local`, this process (bounds overlap sampling);
+* :mod:`radius.engines.sequential` -- :func:`run_sequential`, anytime-valid sequential sampling;
+* :mod:`radius.engines.ray_engine` -- :func:`run_ray`, the same runs spread over Ray actors.
 
 Nothing here imports Ray at import time; ``import radius.engines`` is light.
 """
@@ -12,10 +11,9 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "certify_one": "radius.engines.local",
-    "InputResult": "radius.engines.local",
-    "open_run": "radius.engines.local",
-    "ModelSpec": "radius.engines.ray_engine",
+    "run_local": "radius.engines.local",
+    "run_sequential": "radius.engines.sequential",
+    "run_ray": "radius.engines.ray_engine",
     "certify_dataset_ray": "radius.engines.ray_engine",
 }
 

@@ -1,269 +1,124 @@
-"""The per-input unit of work and the result-file bookkeeping shared by every engine.
+"""The local engine: run a :class:`radius.run.spec.RunSpec` over a data set in this process.
 
-:func:`certify_one` is one iteration of the loop of
-:func:`radius.pipeline.certify_dataset` (Cohen, Rosenfeld & Kolter, ICML 2019,
-``certify.py``): draw ``n0`` selection and ``n`` estimation samples of input
-``idx`` with the per-input seeds :func:`radius.pipeline.input_seeds` ``(seed,
-idx)`` and turn them into a :class:`radius.certificate.Certificate`.  Because the
-samples of input ``idx`` depend only on ``(seed, idx)``, any engine that runs
-:func:`certify_one` for every index, on any machine and in any order, and
-writes the results in index order with :class:`RunFiles`, produces the file a
-sequential run produces (except the ``time`` column).
-
-:func:`open_run` opens (or resumes) the results TSV and the raw-counts log with
-:func:`radius.results.open_tsv` / :func:`radius.results.open_counts_log`
-exactly as the local engine does: rows kept from an earlier run are
-re-certified from their stored counts, and a log that fell behind the TSV (a
-kill between the two writes) is completed from the TSV.
+The loop of Cohen, Rosenfeld & Kolter (ICML 2019, ``certify.py``): for every
+input, sample (:func:`radius.run.step.sample_one`), bound
+(:func:`radius.run.step.bound_one`), append one row to the results TSV and one
+record to the counts log, flush.  The bound of input ``i`` is computed in a
+worker thread while input ``i + 1`` is sampled (:class:`radius.run.step.Overlap`);
+certificates are identical to the inline order's.  Resume, validation and
+locking are :func:`radius.run.writer.open_run`'s.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Optional
 
 import numpy as np
 
-from .. import results as res
+from ..run.data import as_dataset, check_labels, data_identity
+from ..run.model import sampler_identity
+from ..run.progress import progress_bar
+from ..run.spec import RunSpec, check_int
+from ..run.step import Overlap, sample_one
+from ..run.writer import dry_run, open_run
 
-__all__ = ["InputResult", "certify_one", "RunFiles", "open_run", "cert_config", "dry_run", "precheck_files"]
-
-
-def cert_config(kw: Mapping[str, Any]) -> Dict[str, Any]:
-    """The certification part of a TSV's metadata, exactly as :mod:`radius.pipeline` writes it."""
-    from .. import pipeline
-
-    return pipeline._cert_config(dict(kw))
+__all__ = ["run_local", "prepare"]
 
 
-def dry_run(kw: Mapping[str, Any], num_classes: int, n0: int, n: int, mode: str) -> None:
-    """Validate the method before any sampling (:func:`radius.pipeline._dry_run`; n0 and n are not needed)."""
-    from .. import pipeline
+def prepare(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, limit: Optional[int] = None,
+            identify: bool = True):
+    """Check the sampler against the spec and the data; return ``(spec, x, y, N)`` with identities filled in.
 
-    pipeline._dry_run(dict(kw), num_classes, mode)
-
-
-@dataclass
-class InputResult:
-    """What one input's work produces (small: a certificate and two count vectors).
-
-    ``selection``/``estimation`` are ``None`` in ``"scores"`` mode; ``time`` is
-    the wall-clock seconds spent on the input where it was computed.
+    ``spec.model`` is kept if set, else :func:`radius.run.model.sampler_identity`
+    (only when ``identify``, i.e. when files are written).
     """
+    import math
 
-    idx: int
-    label: int
-    cert: Any
-    selection: Optional[np.ndarray]
-    estimation: Optional[np.ndarray]
-    time: float
-    sampled: bool = True
+    x, y = as_dataset(inputs, labels)
+    s_sigma = getattr(sampler, "sigma", None)
+    if s_sigma is not None and not math.isclose(float(s_sigma), spec.sigma, rel_tol=0, abs_tol=0):
+        raise ValueError(f"sigma={spec.sigma!r} differs from the sampler's noise level {s_sigma!r}; "
+                         "a certificate is only valid for the noise actually added")
+    try:
+        m = int(sampler.num_classes)
+    except AttributeError as e:
+        raise ValueError(f"the sampler does not know its number of classes ({e})") from None
+    if spec.num_classes is not None and spec.num_classes != m:
+        raise ValueError(f"num_classes={spec.num_classes} differs from the sampler's {m}")
+    check_labels(y, m)
+    if spec.mode == "scores":
+        for k in ("simplex", "temperature"):
+            v = getattr(sampler, k, None)
+            if v is not None and getattr(spec, k) is not None and v != getattr(spec, k):
+                raise ValueError(f"{k}={getattr(spec, k)!r} differs from the sampler's {k}={v!r}")
+    N = x.shape[0]
+    if limit is not None:
+        limit = check_int(limit, "limit")
+        if limit > N:
+            raise ValueError(f"limit={limit} exceeds the number of inputs ({N})")
+        N = limit
+    bs = getattr(sampler, "batch_size", None)
+    model = spec.model if spec.model is not None or not identify else sampler_identity(sampler, x[0])
+    spec = spec.with_model(model=model, num_classes=m, batch_size=None if bs is None else int(bs),
+                           data=data_identity(x, y))
+    dry_run(spec)
+    return spec, x, y, N
 
-    def tsv_row(self) -> str:
-        """The results-TSV line (:func:`radius.results.format_row`)."""
-        return res.format_row(self.idx, self.label, self.cert, self.time, self.selection, self.estimation)
 
-    def counts_line(self) -> str:
-        """The raw-counts-log line (:func:`radius.results.counts_record`)."""
-        return res.counts_record(self.idx, self.label, self.selection, self.estimation)
-
-
-def certify_one(sampler, x, label: int, idx: int, *, seed: int, n0: int, n: int, cert_kwargs: Mapping[str, Any],
-                mode: str = "counts", num_classes: Optional[int] = None,
-                counts: Optional[Tuple[Sequence[int], Sequence[int]]] = None) -> InputResult:
-    """Certify input ``idx`` as :func:`radius.pipeline.certify_dataset` does.
+def run_local(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, out: Optional[str] = None,
+              counts_log: Optional[str] = None, limit: Optional[int] = None, progress: bool = True,
+              overlap: bool = True) -> List[Any]:
+    """Certify every input with ``sampler`` under ``spec``; returns one certificate per input, in order.
 
     Parameters
     ----------
+    spec : RunSpec
+        A fixed-n spec (a sequential one goes to :func:`radius.engines.sequential.run_sequential`).
     sampler : backends.base.Sampler
-    x : array
-        The input ``inputs[idx]``.
-    label, idx : int
-        Its true class and its index in the data set (which fixes the seeds).
-    seed, n0, n : int
-        Run seed and sample sizes.
-    cert_kwargs : mapping
-        Keyword arguments of :func:`radius.certificate.certify` (``sigma, alpha,
-        radius, reduction, bound, lipschitz, output_range``).
-    mode : {"counts", "scores"}
-    num_classes : int, optional
-        Checked against the returned count vectors (default ``sampler.num_classes``).
-    counts : (selection, estimation), optional
-        Counts already drawn (from a raw-counts log): no sampling.
-
-    Returns
-    -------
-    InputResult
+        Its ``sigma`` must equal ``spec.sigma``.
+    inputs, labels
+        Any array-like of inputs with labels, or an iterable of ``(x, y)`` pairs (``labels=None``).
+    out, counts_log : str, optional
+        Results TSV and raw-counts log (appended, flushed per input, resumed).
+    limit : int, optional
+        Only the first ``limit`` inputs (not part of the metadata: a larger
+        limit later extends the same files).
+    progress : bool
+        A tqdm bar on stderr.
+    overlap : bool
+        Compute each bound while the next input is sampled (default; same certificates).
 
     Examples
     --------
     >>> from backends.base import ArraySampler
     >>> s = ArraySampler(lambda z: np.stack([z[:, 0], -z[:, 0]], axis=1), 2, sigma=0.5)
-    >>> kw = dict(sigma=0.5, alpha=0.001, radius="Rmono", reduction="cohen", bound="betting",
-    ...           lipschitz=None, output_range=None)
-    >>> r = certify_one(s, np.array([1.0, 0.0]), 0, 3, seed=0, n0=100, n=2000, cert_kwargs=kw)
-    >>> r.idx, r.cert.prediction, int(r.estimation.sum())
-    (3, 0, 2000)
+    >>> spec = RunSpec(sigma=0.5, n=2000, reduction="cohen", radius="Rmono")
+    >>> [c.prediction for c in run_local(spec, s, [[1.0, 0.0], [-1.0, 0.0]], [0, 1], progress=False)]
+    [0, 1]
     """
-    from ..certificate import certify
-    from ..pipeline import _check_counts, input_seeds
-
-    t0 = time.perf_counter()
-    if mode == "counts":
-        if counts is not None:
-            sel = np.asarray(counts[0], dtype=np.int64)
-            est = np.asarray(counts[1], dtype=np.int64)
-            sampled = False
-        else:
-            m = int(num_classes if num_classes is not None else sampler.num_classes)
-            s_sel, s_est = input_seeds(seed, idx)
-            sel = _check_counts(sampler.counts(x, n0, s_sel), m, n0, "selection", idx)
-            est = _check_counts(sampler.counts(x, n, s_est), m, n, "estimation", idx)
-            sampled = True
-        cert = certify(sel, est, **cert_kwargs)
-    elif mode == "scores":
-        s_sel, s_est = input_seeds(seed, idx)
-        sel = est = None
-        sampled = True
-        cert = certify(sampler.scores(x, n0, s_sel), sampler.scores(x, n, s_est), **cert_kwargs)
-    else:
-        raise ValueError(f"mode must be one of ('counts', 'scores'), got {mode!r}")
-    return InputResult(int(idx), int(label), cert, sel, est, time.perf_counter() - t0, sampled)
-
-
-class RunFiles:
-    """The open results TSV and counts log of a run; rows must be written in index order.
-
-    Attributes
-    ----------
-    start : int
-        First index without a TSV row (rows ``0..start-1`` were kept).
-    logged : int
-        Number of inputs whose counts are in the log.
-    log_records : list of dict
-        The kept log records (``idx``, ``selection``, ``estimation``).
-    kept_certs : list
-        Certificates of the kept rows, recomputed from their stored counts
-        (``None`` for rows without counts, i.e. ``"scores"`` mode).
-    """
-
-    def __init__(self, tsv: Optional[IO[str]], log: Optional[IO[str]], log_records: List[Dict[str, Any]],
-                 kept_certs: list, start: int):
-        self.tsv, self.log = tsv, log
-        self.log_records = log_records
-        self.logged = len(log_records)
-        self.kept_certs = kept_certs
-        self.start = start
-        self.next_idx = start
-
-    def known_counts(self, idx: int) -> Optional[Tuple[list, list]]:
-        """Counts of ``idx`` from the log, if logged."""
-        if idx < len(self.log_records):
-            r = self.log_records[idx]
-            return r["selection"], r["estimation"]
-        return None
-
-    def write(self, r: InputResult) -> None:
-        """Append the result of input ``r.idx`` (which must be the next index) and flush both files."""
-        if r.idx != self.next_idx:
-            raise RuntimeError(f"results must be written in index order: expected {self.next_idx}, got {r.idx}")
-        if self.log is not None and r.idx >= self.logged and r.selection is not None:
-            self.log.write(r.counts_line())
-            self.log.flush()
-            self.logged += 1
-        if self.tsv is not None:
-            self.tsv.write(r.tsv_row())
-            self.tsv.flush()
-        self.next_idx += 1
-
-    def close(self) -> None:
-        for fh in (self.tsv, self.log):
-            if fh is not None:
-                fh.close()
-        self.tsv = self.log = None
-
-
-def open_run(out: Optional[str], counts_log: Optional[str], sampling: Optional[Mapping[str, Any]],
-             cert_config: Mapping[str, Any], labels: np.ndarray, total: int,
-             cert_kwargs: Mapping[str, Any]) -> RunFiles:
-    """Open (or resume) the result files of a run, as :func:`radius.pipeline.certify_dataset` does.
-
-    Parameters
-    ----------
-    out, counts_log : str or None
-        Paths of the results TSV and the raw-counts log.
-    sampling : mapping or None
-        The sampling configuration (metadata of the log; the TSV's metadata is
-        ``sampling`` updated with ``cert_config``).  ``None`` when neither file
-        is written.
-    cert_config : mapping
-        ``alpha, radius, reduction, bound, lipschitz, output_range`` (:func:`cert_config`).
-    labels : array of int
-        True classes (for log records completed from the TSV).
-    total : int
-        Number of inputs of the run (rows beyond it are kept but not re-certified).
-    cert_kwargs : mapping
-        Keyword arguments of :func:`radius.certificate.certify`.
-    """
-    from ..certificate import certify
-
-    tsv = log = None
-    log_recs: List[Dict[str, Any]] = []
-    tsv_rows: List[str] = []
+    if spec.sequential is not None:
+        raise ValueError("run_local takes a fixed-n spec; use radius.engines.sequential.run_sequential")
+    spec, x, y, N = prepare(spec, sampler, inputs, labels, limit=limit,
+                            identify=out is not None or counts_log is not None)
+    run = open_run(spec, out, counts_log, y, N)
+    ov = Overlap(spec, enabled=overlap)
     try:
-        if counts_log is not None:
-            log, log_recs = res.open_counts_log(counts_log, sampling)
-        if out is not None:
-            cfg = dict(sampling)
-            cfg.update(cert_config)
-            tsv, tsv_rows = res.open_tsv(out, cfg)
-        certs: list = []
-        for i, line in enumerate(tsv_rows[:total]):
-            f = dict(zip(res.COLUMNS, line.split("\t")))
-            sel, est = res.str_to_counts(f["selection_counts"]), res.str_to_counts(f["estimation_counts"])
-            if log is not None and i >= len(log_recs):
-                # the TSV got ahead of the log (killed in between): complete the log from the TSV
-                log.write(res.counts_record(i, labels[i], sel, est))
-                log.flush()
-                log_recs.append({"idx": i, "selection": sel.tolist(), "estimation": est.tolist()})
-            certs.append(None if sel is None else certify(sel, est, **cert_kwargs))
-    except BaseException:
-        for fh in (tsv, log):
-            if fh is not None:
-                fh.close()
-        raise
-    return RunFiles(tsv, log, log_recs, certs, min(len(tsv_rows), total))
+        certs = list(run.kept_certs)
+        bar = progress_bar(N, run.start, enabled=progress)
+        for i in range(run.start, N):
+            s = sample_one(sampler, x[i], int(y[i]), i, spec, run.known_counts(i))
+            r = ov.submit(s)
+            if r is not None:
+                run.write_result(r)
+                certs.append(r.cert)
+                bar.update()
+        r = ov.drain()
+        if r is not None:
+            run.write_result(r)
+            certs.append(r.cert)
+            bar.update()
+        bar.close()
+    finally:
+        ov.close()
+        run.close()
+    return certs
 
-
-def precheck_files(out: Optional[str], counts_log: Optional[str], known: Mapping[str, Any],
-                   cert_cfg: Mapping[str, Any]) -> None:
-    """Refuse early an existing TSV / counts log of another run, on the keys known before any model is loaded.
-
-    :func:`open_run` checks the full configuration; an engine that must start
-    workers before it knows the rest (model identity, classes, batch size)
-    calls this first so that a wrong command fails in milliseconds.  Only keys
-    present in ``known`` (and, for the TSV, ``cert_cfg``) are compared; an
-    unreadable or foreign file is left to :func:`open_run` to report.
-    """
-    checks = []
-    if counts_log is not None:
-        checks.append((counts_log, res.LOG_FORMAT, dict(known), "--counts-log"))
-    if out is not None:
-        checks.append((out, res.TSV_FORMAT, {**known, **cert_cfg}, "--out"))
-    for path, kind, cfg, what in checks:
-        try:
-            with open(path, "r", encoding="utf-8", errors="replace") as f:
-                first = f.readline()
-        except OSError:
-            continue
-        if not first.endswith("\n"):
-            continue  # empty or killed while writing the metadata: open_run starts afresh
-        try:
-            old = res._parse_meta(first.rstrip("\n"), kind, path)
-        except ValueError:
-            continue
-        new = res._canonical(cfg)
-        diffs = res._diff({k: old.get(k) for k in new}, new)
-        if diffs:
-            raise ValueError(f"{path!r} holds results of another run ({'; '.join(diffs)}); refusing to mix them. "
-                             f"Choose another {what} path or delete the file to start afresh.")
