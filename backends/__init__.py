@@ -18,6 +18,9 @@ _LAZY = {
     "product_upper_bound": "backends.lipschitz",
     "default_model_path": "backends.models",
     "load_digits_split": "backends.models",
+    "load_sampler": "backends.loading",
+    "model_identity": "backends.loading",
+    "load_module": "backends.loading",
 }
 
 __all__ = ["Sampler", "ArraySampler", *_LAZY]

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Protocol, Sequence, Tuple, runtime_checka
 
 import numpy as np
 
-__all__ = ["Sampler", "ArraySampler", "check_sampler_args", "check_logits", "check_sigma", "check_batch_size",
+__all__ = ["Sampler", "ArraySampler", "num_classes_of", "check_sampler_args", "check_logits", "check_sigma", "check_batch_size",
            "check_num_classes", "as_input_array", "describe_input", "check_columns", "check_normalize",
            "broadcast_normalize", "numpy_noisy_batches"]
 
@@ -32,6 +32,35 @@ class Sampler(Protocol):
     def counts(self, x: np.ndarray, n: int, seed: int) -> np.ndarray: ...
 
     def scores(self, x: np.ndarray, n: int, seed: int, columns: Optional[Sequence[int]] = None) -> np.ndarray: ...
+
+
+def num_classes_of(sampler, example=None) -> int:
+    """The class count of ``sampler``; if it is not known yet, found from ``example`` (one input).
+
+    Samplers that learn the input shape lazily (:class:`backends.torch_sampler.TorchSampler`,
+    :class:`backends.onnx_sampler.OnnxSampler` without ``input_shape``) expose ``bind_input(x)``: it fixes the
+    input shape to ``x``'s and runs one noise-free forward pass. Callers holding the data (the run layer)
+    pass its first input here, so a user's model needs no ``input_shape`` or ``num_classes`` attribute.
+
+    Examples
+    --------
+    >>> s = ArraySampler(lambda z: np.stack([z[:, 0], -z[:, 0]], axis=1), 2, sigma=1.0)
+    >>> num_classes_of(s)
+    2
+    """
+    try:
+        m = sampler.num_classes
+    except AttributeError:
+        m = None
+    if m is None:
+        bind = getattr(sampler, "bind_input", None)
+        if bind is None or example is None:
+            raise ValueError(f"the class count of {type(sampler).__name__} is not known: give it num_classes= "
+                             "(or input_shape=), or pass an example input")
+        m = bind(example)
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"sampler.num_classes must be a positive integer, got {m!r}")
+    return int(m)
 
 
 def check_sampler_args(n, seed) -> int:

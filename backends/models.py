@@ -20,7 +20,7 @@ from typing import Tuple
 import numpy as np
 
 __all__ = ["DigitsCNN", "SIGMAS", "INPUT_SHAPE", "NUM_CLASSES", "default_model_path", "load_digits_split",
-           "load_torch_model", "digits_data_path"]
+           "load_torch_model", "digits_data_path", "digits_cnn", "DIGITS_FACTORY"]
 
 _HERE = Path(__file__).resolve().parent
 MODEL_DIR = _HERE / "models"
@@ -137,13 +137,25 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_torch_model(sigma: float = 0.25):
-    """The shipped :class:`DigitsCNN` trained at ``sigma``, in eval mode on the CPU."""
-    import torch
+def digits_cnn():
+    """A fresh (untrained) :class:`DigitsCNN`: the factory of the shipped state dicts.
 
-    cls = __getattr__("DigitsCNN")
-    model = cls()
-    state = torch.load(default_model_path(sigma, "pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    return model
+    ``load_sampler(default_model_path(0.25, "pt"), sigma=0.25, factory="backends.models:digits_cnn")`` loads
+    the shipped weights through :func:`backends.loading.load_sampler` (CLI: ``--factory``).
+    """
+    return __getattr__("DigitsCNN")()
+
+
+#: the ``factory=`` string of the shipped state dicts
+DIGITS_FACTORY = "backends.models:digits_cnn"
+
+
+def load_torch_model(sigma: float = 0.25):
+    """The shipped :class:`DigitsCNN` trained at ``sigma``, in eval mode on the CPU.
+
+    Loaded by the one loader (:func:`backends.loading.load_sampler`, state dict + ``factory``, read with
+    ``torch.load(weights_only=True)``).
+    """
+    from .loading import load_module
+
+    return load_module(default_model_path(sigma, "pt"), factory=DIGITS_FACTORY)[0]

@@ -83,8 +83,14 @@ class OnnxSampler:
     normalize : (mean, std), optional
         Applied after the noise: the graph sees ``(x + eps - mean) / std``.
     num_classes : int, optional
-        Read from the graph's output shape when static, else inferred by one forward pass (or the first call).
+        Checked against the graph's static output width when it has one, else against every model output.
+        Default: read from the graph's output shape when static, else found by one noise-free forward pass (of
+        a zero input) as soon as the input shape is known.
     session_options : onnxruntime.SessionOptions, optional
+    input_shape : tuple of int, optional
+        Shape of one input (no batch axis), checked against the graph's input. Default: the graph's input
+        shape when it is static, else the shape of the first input sampled (then fixed: later inputs of another
+        shape are refused).
 
     Notes
     -----
@@ -103,7 +109,8 @@ class OnnxSampler:
 
     def __init__(self, model_path_or_bytes, *, sigma: float, batch_size: int = 1000, providers=None,
                  input_name: Optional[str] = None, simplex: str = "hard", temperature: float = 1.0,
-                 normalize=None, num_classes: Optional[int] = None, session_options=None):
+                 normalize=None, num_classes: Optional[int] = None, session_options=None,
+                 input_shape: Optional[Sequence[int]] = None):
         import onnxruntime as ort
 
         self.sigma = check_sigma(sigma)
@@ -153,17 +160,39 @@ class OnnxSampler:
         outputs = self.session.get_outputs()
         self.output_name = outputs[0].name
         oshape = list(outputs[0].shape)
-        if self._num_classes is None and len(oshape) == 2 and isinstance(oshape[1], int):
+        if len(oshape) == 2 and isinstance(oshape[1], int):
+            if self._num_classes is not None and self._num_classes != int(oshape[1]):
+                raise ValueError(f"num_classes={self._num_classes} but the ONNX graph output "
+                                 f"{self.output_name!r} has {oshape[1]} classes")
             self._num_classes = int(oshape[1])
-        if self._num_classes is None and all(d is not None for d in self.graph_input_shape):
-            zero = np.zeros((1, *self.graph_input_shape), dtype=self.input_dtype)
-            self._num_classes = int(self.logits(zero).shape[1])
+        # the input shape: given, else static in the graph, else fixed by the first input (see _check_x)
+        self.input_shape = None
+        if input_shape is not None:
+            shp = tuple(int(d) for d in input_shape)
+            self._check_x(np.zeros(shp, dtype=self.input_dtype))  # must fit the graph
+            self.input_shape = shp
+        elif all(d is not None for d in self.graph_input_shape):
+            self.input_shape = tuple(self.graph_input_shape)
+        if self._num_classes is None and self.input_shape is not None:
+            # one noise-free forward pass finds the class count (a given one is checked on every model output)
+            self.logits(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
 
     # -------------------------------------------------------------------------------------------- properties
     @property
     def num_classes(self) -> int:
         if self._num_classes is None:
-            raise AttributeError("num_classes is not known yet: pass num_classes= or call counts/scores once")
+            raise AttributeError("num_classes is not known yet: pass num_classes= or input_shape=, or call "
+                                 "bind_input(x) (or counts/scores) once")
+        return self._num_classes
+
+    def bind_input(self, x) -> int:
+        """Fix the input shape to ``x``'s (checked if already known) and return the class count.
+
+        Runs one noise-free forward pass of ``x`` when the class count is not known yet.
+        """
+        arr = self._check_x(x)
+        if self._num_classes is None:
+            self.logits(arr[None, ...])
         return self._num_classes
 
     # ---------------------------------------------------------------------------------------------- helpers
@@ -174,10 +203,16 @@ class OnnxSampler:
             want = tuple("?" if d is None else d for d in g)
             raise ValueError(f"x has shape {arr.shape}, but the ONNX graph input {self.input_name!r} expects one "
                              f"input of shape {want} (batch axis excluded)")
+        known = getattr(self, "input_shape", None)
+        if known is not None and arr.shape != known:
+            raise ValueError(f"x must have shape {known} (one input, no batch axis; fixed by input_shape= or "
+                             f"by the first input), got {arr.shape}")
         with np.errstate(over="ignore"):
             cast = arr.astype(self.input_dtype)
         if not np.all(np.isfinite(cast)):
             raise ValueError(f"x does not fit the ONNX graph input dtype {self.input_dtype} (overflow)")
+        if known is None:
+            self.input_shape = tuple(arr.shape)  # the first input fixes the shape
         return arr
 
     def _norm(self, shape):

@@ -51,10 +51,13 @@ class TorchSampler:
         Normalisation applied after the noise: the model sees ``(x + eps - mean) / std``. A 1-D mean/std of
         length ``C`` applies per channel to inputs of shape ``(C, ...)``.
     num_classes : int, optional
-        Inferred by one forward pass on a zero input when ``input_shape`` is known (given or
-        ``model.input_shape``), else at the first call.
+        Checked against every model output. Default: found by one noise-free forward pass of a zero
+        input when ``input_shape`` is known (given, or ``model.input_shape``), else by the first call
+        (``counts``, ``scores``, ``logits`` or ``bind_input``); until then reading :attr:`num_classes` raises
+        ``AttributeError``.
     input_shape : tuple of int, optional
-        Shape of one input (no batch axis); when known, inputs of another shape are rejected.
+        Shape of one input (no batch axis). Default: ``model.input_shape`` if the model has it, else the shape
+        of the first input sampled. Once known, inputs of another shape are rejected.
     noise : {"torch", "numpy"}
         ``"torch"`` (default): ``torch.randn`` on the device, generator seeded with ``seed``.
         ``"numpy"``: ``numpy.random.default_rng(seed)`` on the host, exactly the stream of
@@ -104,22 +107,36 @@ class TorchSampler:
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._num_classes = check_num_classes(num_classes)
         if self._num_classes is None and self.input_shape is not None:
+            # one noise-free forward pass finds the class count (a given one is checked on every model output)
             zero = np.zeros((1, *self.input_shape), dtype=self._np_dtype)
-            self._num_classes = int(self.logits(zero).shape[1])
+            self.logits(zero)
 
     # -------------------------------------------------------------------------------------------- properties
     @property
     def num_classes(self) -> int:
         if self._num_classes is None:
             raise AttributeError("num_classes is not known yet: pass num_classes= or input_shape= to TorchSampler, "
-                                 "or call counts/scores once")
+                                 "or call bind_input(x) (or counts/scores) once")
+        return self._num_classes
+
+    def bind_input(self, x) -> int:
+        """Fix the input shape to ``x``'s (checked if already known) and return the class count.
+
+        Runs one noise-free forward pass of ``x`` when the class count is not known yet.
+        """
+        arr = self._check_x(x)
+        if self._num_classes is None:
+            self.logits(arr[None, ...])
         return self._num_classes
 
     # ---------------------------------------------------------------------------------------------- helpers
     def _check_x(self, x) -> np.ndarray:
         arr = as_input_array(x)
-        if self.input_shape is not None and arr.shape != self.input_shape:
-            raise ValueError(f"x must have shape {self.input_shape} (one input, no batch axis), got {arr.shape}")
+        if self.input_shape is None:
+            self.input_shape = tuple(arr.shape)  # the first input fixes the shape
+        elif arr.shape != self.input_shape:
+            raise ValueError(f"x must have shape {self.input_shape} (one input, no batch axis; fixed by "
+                             f"input_shape= or by the first input), got {arr.shape}")
         return arr
 
     def _norm_tensors(self, shape):
@@ -184,7 +201,9 @@ class TorchSampler:
         if arr.dtype.kind not in "fiu" or arr.ndim < 2:
             raise ValueError(f"inputs must be a real array of shape (batch, *x.shape), got dtype {arr.dtype}, "
                              f"shape {arr.shape}")
-        if self.input_shape is not None and arr.shape[1:] != self.input_shape:
+        if self.input_shape is None:
+            self.input_shape = tuple(arr.shape[1:])  # the first input fixes the shape
+        elif arr.shape[1:] != self.input_shape:
             raise ValueError(f"inputs must have shape (batch, *{self.input_shape}), got {arr.shape}")
         with torch.inference_mode():
             t = torch.as_tensor(np.ascontiguousarray(arr), dtype=self.dtype, device=self.device).clone()
