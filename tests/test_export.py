@@ -151,3 +151,20 @@ def test_session_options_do_not_spin():
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
     assert so.inter_op_num_threads == 1 and so.intra_op_num_threads == 0
+
+
+def test_load_sampler_backend_auto(tmp_path):
+    from backends.loading import load_sampler
+    from backends.models import DIGITS_FACTORY, default_model_path, load_digits_split
+
+    pt = default_model_path(0.25, "pt")
+    s = load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, backend="auto", cache_dir=str(tmp_path), device="cpu")
+    plain = load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, noise="numpy", device="cpu")
+    assert s.backend == "onnx" and s.model_info["format"] == "state_dict+factory"
+    assert s.model_hash == plain.model_hash  # the identity is the model's, not the backend's
+    x = load_digits_split("test")[0][0]
+    np.testing.assert_array_equal(s.counts(x, 4000, 3), plain.counts(x, 4000, 3))
+    onnx = load_sampler(default_model_path(0.25, "onnx"), sigma=0.25, backend="auto", device="cpu")
+    assert type(onnx).__name__ == "OnnxSampler"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, backend="onnx")
