@@ -20,9 +20,10 @@ If no locator finds a writable directory, ``cache=True`` raises
 this package: when the package directory is not writable (a system or
 read-only install), the kernels are cached under :func:`numba_cache_dir`,
 ``<user cache>/confbounds/numba``, with the platform's per-user cache
-directory (:func:`user_cache_dir`).  A read-only install therefore compiles
-once per machine and user, not once per process, and the cache sits next to
-the other confbounds caches (exported ONNX models, ``backends.export``)
+directory (:func:`user_cache_dir`); if that cannot be written either (no home
+directory), under :func:`private_tmp_dir` instead of failing at import.  A
+read-only install therefore compiles once per machine and user, not once
+per process, and the cache sits next to the other confbounds caches (exported ONNX models, ``backends.export``)
 where ``rm -r`` finds it.  A user-set ``NUMBA_CACHE_DIR`` or
 ``NUMBA_CACHE_LOCATOR_CLASSES`` keeps priority; other packages' Numba
 functions are not affected.
@@ -38,9 +39,12 @@ does *not* notice when a function called from another module changes
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import tempfile
+from typing import Optional
 
-__all__ = ["CACHE_ENV", "user_cache_dir", "numba_cache_dir", "install", "installed"]
+__all__ = ["CACHE_ENV", "user_cache_dir", "numba_cache_dir", "private_tmp_dir", "install", "installed"]
 
 #: Environment variable that overrides :func:`user_cache_dir` (all confbounds caches).
 CACHE_ENV = "CONFBOUNDS_CACHE_DIR"
@@ -101,16 +105,36 @@ def installed() -> bool:
     return _STATE["installed"]
 
 
+def private_tmp_dir() -> Optional[str]:
+    """``<tmp>/confbounds-<uid>/numba``, the last resort when the user cache is not writable (POSIX only).
+
+    The ``confbounds-<uid>`` directory is created with mode 0700 and used only if it is a real directory
+    owned by this user that nobody else can write to (else None): another user cannot plant cache files.
+    """
+    if os.name != "posix":
+        return None
+    base = os.path.join(tempfile.gettempdir(), f"confbounds-{os.getuid()}")
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        st = os.lstat(base)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return os.path.join(base, "numba")
+
+
 def _make_locator(caching):
     base = getattr(caching, "UserWideCacheLocator", None) or getattr(caching, "_UserWideCacheLocator")
 
     class ConfboundsCacheLocator(base):
-        """Numba cache locator: confbounds' own files -> :func:`numba_cache_dir`."""
+        """Numba cache locator: confbounds' own files -> :func:`numba_cache_dir` (else :func:`private_tmp_dir`)."""
 
-        def __init__(self, py_func, py_file):
+        def __init__(self, py_func, py_file, root=None):
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
-            self._cache_path = os.path.join(numba_cache_dir(), self.get_suitable_cache_subpath(py_file))
+            root = numba_cache_dir() if root is None else root
+            self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
 
         def get_cache_path(self):
             return self._cache_path
@@ -118,9 +142,18 @@ def _make_locator(caching):
         @classmethod
         def from_function(cls, py_func, py_file):
             path = os.path.abspath(py_file)
-            if not path.startswith(_PACKAGE_DIR + os.sep):
+            if not path.startswith(_PACKAGE_DIR + os.sep) or not os.path.exists(path):
                 return None  # not ours: Numba's own locators decide
-            return super().from_function(py_func, py_file)
+            for root in (numba_cache_dir(), private_tmp_dir()):
+                if root is None:
+                    break
+                self = cls(py_func, py_file, root)
+                try:
+                    self.ensure_cache_path()
+                except OSError:
+                    continue
+                return self
+            return None
 
     return ConfboundsCacheLocator
 
