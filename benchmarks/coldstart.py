@@ -18,7 +18,8 @@ reports wall-clock and process CPU time. "Cold" means a fresh, empty Numba cache
   fresh directory; a first process compiles (and fills the per-user cache), then the second process's first
   exact bound and first ``betting_ci`` are timed.
 
-Medians over ``--reps`` runs, compared with the numbers of issue 15 (12.9 s, 2.1-2.5 s, ~4 s, 12-50 s). The
+``--baseline <commit>`` measures the same four cases on that commit's packages in the same run (ratios
+recorded). Medians over ``--reps`` runs, compared with the numbers of issue 15 (12.9 s, 2.1-2.5 s, ~4 s, 12-50 s). The
 load average is recorded: on a shared machine wall-clock times are at the mercy of other processes, CPU
 times much less.
 """
@@ -119,22 +120,42 @@ def med(rows, key):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--baseline", default=None,
+                    help="git commit to measure the same cases on (same run; e.g. the commit before issue 15)")
     a = ap.parse_args(argv)
     res = {"cases": {}, "issue_15_s": ISSUE, "target_s": TARGET, "load_average": [os.getloadavg()]}
+    trees = [("", ROOT)]
+    base_tmp = None
+    if a.baseline:
+        base_tmp = tempfile.TemporaryDirectory()
+        arc = subprocess.run(["git", "-C", str(ROOT), "archive", a.baseline, "confbounds", "radius", "backends"],
+                             check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", base_tmp.name], input=arc, check=True)
+        trees.append(("baseline_", Path(base_tmp.name)))
+        res["baseline_commit"] = a.baseline
 
     for case in ("import_confbounds", "first_betting_ci", "first_exact_bound", "confbounds_help"):
-        rows = []
-        for _ in range(a.reps):
-            with tempfile.TemporaryDirectory() as cache:
-                env = base_env(ROOT)
-                env["NUMBA_CACHE_DIR"] = cache
-                rows.append(whole_process(case, env))
-        res["cases"][case] = {"runs": rows, "median_wall_s": med(rows, "wall"), "median_cpu_s": med(rows, "cpu"),
-                              "median_process_wall_s": med(rows, "process_wall"), "heavy_modules": rows[-1]["heavy"]}
-        res["load_average"].append(os.getloadavg())
-        print(f"{case:22s} wall {med(rows, 'wall'):7.3f} s  cpu {med(rows, 'cpu'):7.3f} s  process "
-              f"{med(rows, 'process_wall'):7.3f} s  heavy {rows[-1]['heavy']}  load {os.getloadavg()[0]:.1f}",
-              flush=True)
+        for tag, tree in trees:  # ours and the baseline alternate within each case
+            rows = []
+            for _ in range(a.reps):
+                with tempfile.TemporaryDirectory() as cache:
+                    env = base_env(tree)
+                    env["NUMBA_CACHE_DIR"] = cache
+                    rows.append(whole_process(case, env))
+            res["cases"][tag + case] = {"runs": rows, "median_wall_s": med(rows, "wall"),
+                                        "median_cpu_s": med(rows, "cpu"),
+                                        "median_process_wall_s": med(rows, "process_wall"),
+                                        "heavy_modules": rows[-1]["heavy"]}
+            res["load_average"].append(os.getloadavg())
+            print(f"{tag + case:31s} wall {med(rows, 'wall'):7.3f} s  cpu {med(rows, 'cpu'):7.3f} s  process "
+                  f"{med(rows, 'process_wall'):7.3f} s  heavy {rows[-1]['heavy']}  load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+        if a.baseline:
+            ours, base = res["cases"][case], res["cases"]["baseline_" + case]
+            ours["ratio_baseline_over_ours_cpu"] = base["median_cpu_s"] / max(ours["median_cpu_s"], 1e-9)
+            ours["ratio_baseline_over_ours_wall"] = base["median_wall_s"] / max(ours["median_wall_s"], 1e-9)
+    if base_tmp is not None:
+        base_tmp.cleanup()
 
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
