@@ -39,6 +39,9 @@ _LAZY = {
     "tail_prob": "trinomial",
 }
 _SUBMODULES = ("coverage",)
+#: every submodule is also reachable as an attribute (``confbounds.margin``), imported on first use
+_MODULES = frozenset({"binomial", "taylor", "bernstein", "betting", "margin", "mixture", "nuisance", "signomial",
+                      "trinomial", "coverage", "jitcache"})
 
 __all__ = list(_LAZY) + list(_SUBMODULES)
 
@@ -81,7 +84,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module("." + _LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    if name in _SUBMODULES:
+    if name in _MODULES:
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

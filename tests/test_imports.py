@@ -75,3 +75,9 @@ def test_jit_cache_locator_installed_before_the_first_kernel_module():
 
 def test_backends_and_radius_are_lazy():
     assert _loaded_after("import backends, radius") == ""
+
+
+def test_submodules_are_attributes():
+    code = "import confbounds; print(confbounds.margin.__name__, confbounds.trinomial.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["confbounds.margin", "confbounds.trinomial"]
