@@ -108,7 +108,7 @@ Result = Union[float, np.ndarray, Tuple[Union[float, np.ndarray], Union[float, n
 # --------------------------------------------------------------------------
 # kernels (all in [0, 1] units, lower bounds only; upper bounds by mirroring)
 # --------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _hedged_bets(y, log_thr, n_fixed, out):
     """Predictable bets lambdadot_t of the hedged capital (untruncated).
 
@@ -138,12 +138,15 @@ def _hedged_bets(y, log_thr, n_fixed, out):
 _CHUNK = 32  # factors multiplied before one log is taken (no overflow: each factor in [1 - c, 1 + lambda])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _hedged_ci_1d(y, log_thr, c, rtol, lam):
     """Certified hedged fixed-n lower bound of one column ``y`` (n,) in [0, 1] units.
 
     One kernel (bets, capital, root) so that the first call compiles little
-    code.  ``lam`` (n,) is scratch space for the bets.
+    code (with ``error_model="numpy"``: no ``ZeroDivisionError`` branches; no
+    divisor here can be zero except ``m * m`` underflowing for ``m < 1e-154``,
+    which gives an infinite derivative, hence a bisection step).  ``lam`` (n,)
+    is scratch space for the bets.
 
     *Capital.* ``log K^+(m)`` is accumulated over the factors ``1 + z_i``,
     ``z_i = lambda_i(m) (X_i - m)``, multiplied in chunks of :data:`_CHUNK`,
