@@ -144,7 +144,8 @@ def _make_locator(caching):
             path = os.path.abspath(py_file)
             if not path.startswith(_PACKAGE_DIR + os.sep) or not os.path.exists(path):
                 return None  # not ours: Numba's own locators decide
-            for root in (numba_cache_dir(), private_tmp_dir()):
+            for get_root in (numba_cache_dir, private_tmp_dir):  # the tmp dir only if the first fails
+                root = get_root()
                 if root is None:
                     break
                 self = cls(py_func, py_file, root)
