@@ -41,7 +41,11 @@ import pickle
 import zipfile
 from typing import Any, Dict, Optional
 
-__all__ = ["load_sampler", "model_identity", "load_module", "FORMATS", "TORCH_DEFAULT_NOISE", "TORCH_SUFFIXES", "ONNX_SUFFIXES"]
+__all__ = ["load_sampler", "model_identity", "load_module", "FORMATS", "TORCH_DEFAULT_NOISE", "TORCH_SUFFIXES",
+           "ONNX_SUFFIXES", "BACKENDS"]
+
+#: ``backend=`` of :func:`load_sampler`: None (by the file) or "auto" (torch models via ONNX when checked)
+BACKENDS = (None, "auto")
 
 #: the ``format`` values of :func:`model_identity`
 FORMATS = ("onnx", "torchscript", "pickle", "state_dict+factory", "module")
@@ -286,7 +290,7 @@ def load_module(model, factory=None):
 
 
 def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", temperature=1.0, input_shape=None,
-                 num_classes=None, normalize=None, factory=None, **sampler_kwargs):
+                 num_classes=None, normalize=None, factory=None, backend=None, **sampler_kwargs):
     """A sampler for a model file or an in-memory torch module: the one model loader.
 
     Parameters
@@ -315,6 +319,12 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     factory : str or callable, optional
         ``"package.module:callable"`` building the empty module for a state-dict file; refused for any other
         kind of model.
+    backend : {None, "auto"}
+        ``None``: ONNX files run on onnxruntime, torch models on torch. ``"auto"``: a torch model is exported
+        to ONNX once (cached by its hash) and runs on onnxruntime if its logits agree with torch to 1e-5 on a
+        probe batch, else on torch with a warning (:func:`backends.export.auto_sampler`: NumPy noise on both
+        paths, needs ``input_shape`` or ``model.input_shape``; extra keywords ``probe``, ``atol``,
+        ``cache_dir``, ``session_options``). ONNX files are unaffected.
     **sampler_kwargs
         Passed to the sampler's constructor (e.g. ``noise=`` for torch, ``providers=``, ``input_name=`` or
         ``session_options=`` for ONNX; intra-op spinning is turned off in the session options either way).
@@ -357,6 +367,8 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
 
     sigma = check_sigma(sigma)
     num_classes = check_num_classes(num_classes)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if input_shape is not None:
         input_shape = _check_input_shape(input_shape)
     if _is_torch_module(model):
@@ -376,13 +388,23 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     else:
         raise ValueError(f"model must be a file path (.onnx, .pt, .pth) or a torch.nn.Module, got "
                          f"{type(model).__name__}")
-    from .torch_sampler import TorchSampler
+    if backend == "auto":  # torch model at ONNX speed when the export checks out (backends/export.py)
+        from .export import auto_sampler
 
     kw = dict(sampler_kwargs)
     kw.setdefault("noise", TORCH_DEFAULT_NOISE)  # the ONNX sampler's stream: same counts whatever the format
-    sampler = TorchSampler(module, sigma=sigma, batch_size=batch_size, device=device, simplex=simplex,
-                           temperature=temperature, normalize=normalize, num_classes=num_classes,
-                           input_shape=input_shape, **kw)
+    if backend == "auto":  # torch model at ONNX speed when the export checks out (backends/export.py)
+        from .export import auto_sampler
+
+        sampler = auto_sampler(module, sigma=sigma, batch_size=batch_size, device=device, simplex=simplex,
+                               temperature=temperature, normalize=normalize, num_classes=num_classes,
+                               input_shape=input_shape, **kw)
+    else:
+        from .torch_sampler import TorchSampler
+
+        sampler = TorchSampler(module, sigma=sigma, batch_size=batch_size, device=device, simplex=simplex,
+                               temperature=temperature, normalize=normalize, num_classes=num_classes,
+                               input_shape=input_shape, **kw)
     sha = _module_sha256(module) if path is None else _file_sha256(path)
     return _tag(sampler, {"path": path, "sha256": sha, "format": fmt})
 

@@ -3,33 +3,91 @@
 Framework-agnostic statistics on NumPy arrays: counts (binomial, trinomial)
 and score matrices.  Nothing here imports torch, onnxruntime, cvxpy or ray.
 See ``docs/conventions.md`` for the call conventions shared by every bound.
-"""
-from .binomial import clopper_pearson
-from .taylor import phi_inv_taylor, taylor_coefficients
-from .bernstein import empirical_bernstein, hoeffding
-from .betting import betting_ci, betting_cs
-from .margin import margin_lower_bound, MarginBound
-from .mixture import beta_binomial_cs, beta_binomial_cs_path
-from .nuisance import certified_sup
-from .signomial import signomial_sup
-from .trinomial import tail_prob
-from . import coverage
 
-__all__ = [
-    "clopper_pearson",
-    "phi_inv_taylor",
-    "taylor_coefficients",
-    "empirical_bernstein",
-    "hoeffding",
-    "betting_ci",
-    "betting_cs",
-    "margin_lower_bound",
-    "MarginBound",
-    "beta_binomial_cs",
-    "beta_binomial_cs_path",
-    "certified_sup",
-    "signomial_sup",
-    "tail_prob",
-    "coverage",
-]
+Start-up
+--------
+``import confbounds`` is cheap: it imports neither NumPy, Numba nor SciPy.
+The public names below are module attributes resolved on first use
+(:pep:`562` module ``__getattr__``), so ``confbounds.betting_ci`` imports
+only :mod:`confbounds.betting` and what it needs, and ``confbounds.coverage``
+(which needs ``scipy.stats``) is imported only when it is used.
+
+Before the first submodule is imported, :func:`confbounds.jitcache.install`
+tells Numba where to cache the compiled kernels when the package directory is
+read-only (see :mod:`confbounds.jitcache`).
+"""
+import importlib
+import sys
+
 __version__ = "0.1.0"
+
+#: public name -> submodule that defines it
+_LAZY = {
+    "clopper_pearson": "binomial",
+    "phi_inv_taylor": "taylor",
+    "taylor_coefficients": "taylor",
+    "empirical_bernstein": "bernstein",
+    "hoeffding": "bernstein",
+    "betting_ci": "betting",
+    "betting_cs": "betting",
+    "margin_lower_bound": "margin",
+    "MarginBound": "margin",
+    "beta_binomial_cs": "mixture",
+    "beta_binomial_cs_path": "mixture",
+    "certified_sup": "nuisance",
+    "signomial_sup": "signomial",
+    "tail_prob": "trinomial",
+}
+_SUBMODULES = ("coverage",)
+#: every submodule is also reachable as an attribute (``confbounds.margin``), imported on first use
+_MODULES = frozenset({"binomial", "taylor", "bernstein", "betting", "margin", "mixture", "nuisance", "signomial",
+                      "trinomial", "coverage", "jitcache"})
+
+__all__ = list(_LAZY) + list(_SUBMODULES)
+
+
+#: submodules without Numba kernels: importing them does not import Numba
+_NO_KERNELS = frozenset({"jitcache", "_validate", "taylor"})
+
+
+class _JitCacheHook:
+    """Meta-path finder that runs :func:`confbounds.jitcache.install` once.
+
+    It is consulted for every import; the first time a ``confbounds.*``
+    submodule that may hold kernels (not one of :data:`_NO_KERNELS`) is
+    looked up it removes itself
+    and installs the cache locator, then lets the normal finders load the
+    module.  So the locator is in place before any ``@njit(cache=True)``
+    decorator of the package runs, without importing Numba in
+    ``import confbounds``.
+    """
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.startswith(__name__ + ".") and name[len(__name__) + 1:] not in _NO_KERNELS:
+            try:
+                sys.meta_path.remove(cls)
+            except ValueError:  # already removed by a concurrent import
+                return None
+            from . import jitcache
+
+            jitcache.install()
+        return None
+
+
+if not any(f is _JitCacheHook for f in sys.meta_path):
+    sys.meta_path.insert(0, _JitCacheHook)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module("." + _LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    if name in _MODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

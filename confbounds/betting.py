@@ -108,7 +108,7 @@ Result = Union[float, np.ndarray, Tuple[Union[float, np.ndarray], Union[float, n
 # --------------------------------------------------------------------------
 # kernels (all in [0, 1] units, lower bounds only; upper bounds by mirroring)
 # --------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
 def _hedged_bets(y, log_thr, n_fixed, out):
     """Predictable bets lambdadot_t of the hedged capital (untruncated).
 
@@ -136,106 +136,91 @@ def _hedged_bets(y, log_thr, n_fixed, out):
 
 
 _CHUNK = 32  # factors multiplied before one log is taken (no overflow: each factor in [1 - c, 1 + lambda])
-_NSTATE = 7  # [sum of chunk logs, compensation, sum|z|, sum|chunk log|, derivative, pending product, pending count]
 
 
-@njit(cache=True)
-def _reset(state):
-    state[:] = 0.0
-    state[5] = 1.0
+@njit(cache=True, error_model="numpy")
+def _hedged_ci_1d(y, log_thr, c, rtol, lam):
+    """Certified hedged fixed-n lower bound of one column ``y`` (n,) in [0, 1] units.
 
+    One kernel (bets, capital, root) so that the first call compiles little
+    code (with ``error_model="numpy"``: no ``ZeroDivisionError`` branches; no
+    divisor here can be zero except ``m * m`` underflowing for ``m < 1e-154``,
+    which gives an infinite derivative, hence a bisection step).  ``lam`` (n,)
+    is scratch space for the bets.
 
-@njit(cache=True)
-def _logcap(y, lam, m, c, i0, i1, state, want_der):
-    """Add factors i0..i1-1 of the capital ``K^+(m)`` into ``state``.
+    *Capital.* ``log K^+(m)`` is accumulated over the factors ``1 + z_i``,
+    ``z_i = lambda_i(m) (X_i - m)``, multiplied in chunks of :data:`_CHUNK`,
+    the log of each chunk product added with Neumaier compensation (one
+    ``log`` per 32 samples).  Its certified lower value subtracts
+    ``err = 4u t + 8u sum|z| + 2u (sum|log P| + |log P_pending|) + 4u |S| +
+    4 t u^2 sum|log P|``: ``z`` carries at most three roundings (``c/m``,
+    ``X - m``, the product), so a factor ``fl(1 + z)`` errs by at most
+    ``u + 6.03 u |z|`` relative (``1 + z >= 1 - c = 1/2``); each product
+    step adds ``u``, so a chunk log errs by at most ``1.01 sum(2u + 6.03 u
+    |z_i|)`` plus ``u |log P|`` for ``log`` itself; Neumaier summation adds
+    ``2u |S| + O(t u^2) sum|log P|``; ``err`` dominates each term.
+    ``d log K / dm`` is accumulated for Newton.
 
-    Factors ``1 + z_i``, ``z_i = lambda_i(m) (X_i - m)``, are multiplied in
-    chunks of :data:`_CHUNK` and the log of each chunk product is added with
-    Neumaier compensation: one ``log`` per 32 samples instead of one per
-    sample.  ``want_der`` also accumulates ``d log K / dm`` (for Newton).
+    *Root.* ``lo = 0`` is returned unless ``m = 0`` is certified rejected.
+    Then safeguarded Newton/bisection on the certified log-capital keeps a
+    bracket ``[lo, hi]`` (``lo`` certified rejected, ``hi = 1`` never is:
+    ``K(1) <= 1 < 1/alpha``) until ``hi - lo <= rtol * hi``; ``lo`` is
+    returned, so root-finding error can only lower the bound.
     """
-    cap = c / m if m > 0.0 else np.inf
-    s = state[0]
-    comp = state[1]
-    sz = state[2]
-    sl = state[3]
-    der = state[4]
-    prod = state[5]
-    k = int(state[6])
-    for i in range(i0, i1):
-        li = lam[i]
-        x = y[i]
-        if li <= cap:
-            z = li * (x - m)
-            if want_der:
-                der -= li / (1.0 + z)
-        else:
-            z = cap * (x - m)
-            if want_der:
-                der -= (c * x / (m * m)) / (1.0 + z)
-        prod *= 1.0 + z
-        sz += abs(z)
-        k += 1
-        if k == _CHUNK:
-            g = math.log(prod)
-            tt = s + g
-            if abs(s) >= abs(g):
-                comp += (s - tt) + g
-            else:
-                comp += (g - tt) + s
-            s = tt
-            sl += abs(g)
-            prod = 1.0
-            k = 0
-    state[0] = s
-    state[1] = comp
-    state[2] = sz
-    state[3] = sl
-    state[4] = der
-    state[5] = prod
-    state[6] = k
-
-
-@njit(cache=True)
-def _certified(state, t):
-    """(value, certified lower value) of ``log K`` after t factors.
-
-    ``z`` carries at most three roundings (``c/m``, ``X - m``, the
-    product), so a factor ``fl(1 + z)`` errs by at most ``u + 6.03 u |z|``
-    relative (``1 + z >= 1 - c = 1/2``); each product step adds ``u``, so a
-    chunk log errs by at most ``1.01 sum(2u + 6.03 u |z_i|)`` plus
-    ``u |log P|`` for ``log`` itself; Neumaier summation of the chunk logs
-    adds ``2u |S| + O(t u^2) sum|log P|``.  The bound used,
-    ``4u t + 8u sum|z| + 2u (sum|log P| + |log P_pending|) + 4u |S| +
-    4 t u^2 sum|log P|``, dominates each of these terms.
-    """
-    lp = math.log(state[5])
-    val = state[0] + state[1] + lp
-    err = (4.0 * _U * t + 8.0 * _U * state[2] + 2.0 * _U * (state[3] + abs(lp)) + 4.0 * _U * abs(val)
-           + 4.0 * t * _U * _U * state[3] + 1e-300)
-    return val, val - err
-
-
-@njit(cache=True)
-def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
-    """Certified lower bound ``lo`` with ``hi - lo <= rtol * hi`` (see module doc)."""
     n = y.shape[0]
-    _reset(state)
-    _logcap(y, lam, 0.0, c, 0, n, state, False)
-    _, low0 = _certified(state, n)
-    if low0 < log_thr:
-        return 0.0
+    mean, s2 = _hedged_bets(y, log_thr, float(n), lam)
+    guess = mean - math.sqrt(2.0 * s2 * log_thr / n) - log_thr / (2.0 * n)
     lo = 0.0
-    hi = 1.0  # K(1) <= 1 < 1/alpha: never rejected
-    m = guess
-    if not (lo < m < hi):
-        m = 0.5
-    prev_width = hi - lo
+    hi = 1.0
+    m = 0.0
+    prev_width = 1.0
     slow = 0
-    for _ in range(300):
-        _reset(state)
-        _logcap(y, lam, m, c, 0, n, state, True)
-        val, low = _certified(state, n)
+    for it in range(301):  # it = 0 tests m = 0; then at most 300 Newton/bisection steps
+        # ---- certified log-capital at m and its derivative ----
+        cap = c / m if m > 0.0 else np.inf
+        s = 0.0
+        comp = 0.0
+        sz = 0.0
+        sl = 0.0
+        der = 0.0
+        prod = 1.0
+        k = 0
+        for i in range(n):
+            li = lam[i]
+            x = y[i]
+            if li <= cap:
+                z = li * (x - m)
+                der -= li / (1.0 + z)
+            else:
+                z = cap * (x - m)
+                der -= (c * x / (m * m)) / (1.0 + z)
+            prod *= 1.0 + z
+            sz += abs(z)
+            k += 1
+            if k == _CHUNK:
+                g = math.log(prod)
+                tt = s + g
+                if abs(s) >= abs(g):
+                    comp += (s - tt) + g
+                else:
+                    comp += (g - tt) + s
+                s = tt
+                sl += abs(g)
+                prod = 1.0
+                k = 0
+        lp = math.log(prod)
+        val = s + comp + lp
+        err = (4.0 * _U * n + 8.0 * _U * sz + 2.0 * _U * (sl + abs(lp)) + 4.0 * _U * abs(val)
+               + 4.0 * n * _U * _U * sl + 1e-300)
+        low = val - err
+        # ---- bracket update ----
+        if it == 0:
+            if low < log_thr:
+                return 0.0
+            m = guess
+            if not (lo < m < hi):
+                m = 0.5
+            continue
         if low >= log_thr:
             lo = m
         else:
@@ -248,7 +233,6 @@ def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
         else:
             slow = 0
         prev_width = width
-        der = state[4]
         mn = -1.0
         if der < 0.0 and slow < 2:
             mn = m - (low - log_thr) / der
@@ -264,27 +248,10 @@ def _hedged_root(y, lam, c, log_thr, rtol, guess, state):
     return lo
 
 
-@njit(cache=True)
-def _hedged_ci_col(y, j, log_thr, c, rtol, out):
-    n = y.shape[0]
-    lam = np.empty(n)
-    state = np.zeros(_NSTATE)
-    col = y[:, j]
-    mean, s2 = _hedged_bets(col, log_thr, float(n), lam)
-    guess = mean - math.sqrt(2.0 * s2 * log_thr / n) - log_thr / (2.0 * n)
-    out[j] = _hedged_root(col, lam, c, log_thr, rtol, guess, state)
-
-
-@njit(cache=True)
-def _hedged_ci_serial(y, log_thr, c, rtol, out):
-    for j in range(y.shape[1]):
-        _hedged_ci_col(y, j, log_thr, c, rtol, out)
-
-
 @njit(cache=True, parallel=True)
-def _hedged_ci_parallel(y, log_thr, c, rtol, out):
+def _hedged_ci_parallel(y, log_thr, c, rtol, lam, out):
     for j in prange(y.shape[1]):
-        _hedged_ci_col(y, j, log_thr, c, rtol, out)
+        out[j] = _hedged_ci_1d(y[:, j], log_thr, c, rtol, lam[:, j])
 
 
 #: Column loops run on Numba's thread pool only above this many samples
@@ -293,11 +260,20 @@ PARALLEL_MIN_ELEMENTS = 200_000
 
 
 def _hedged_ci_cols(y, log_thr, c, rtol):
-    out = np.empty(y.shape[1])
-    if y.shape[1] > 1 and y.size >= PARALLEL_MIN_ELEMENTS:
-        _hedged_ci_parallel(y, log_thr, c, rtol, out)
+    """Hedged fixed-n lower bounds of the columns of a Fortran-ordered ``y`` (n, k).
+
+    Small inputs loop over the columns in Python, calling the one kernel
+    :func:`_hedged_ci_1d` (its only specialisation: contiguous float64
+    columns); the parallel kernel is compiled only for large inputs.
+    """
+    n, k = y.shape
+    out = np.empty(k)
+    if k > 1 and y.size >= PARALLEL_MIN_ELEMENTS:
+        _hedged_ci_parallel(y, log_thr, c, rtol, np.empty((n, k), order="F"), out)
     else:
-        _hedged_ci_serial(y, log_thr, c, rtol, out)
+        lam = np.empty(n)
+        for j in range(k):
+            out[j] = _hedged_ci_1d(y[:, j], log_thr, c, rtol, lam)
     return out
 
 
@@ -307,8 +283,8 @@ def _grid_threshold(row, t0, log_thr, zmax):
 
     With ``S`` the (compensated) sum of completed chunk logs, the point is
     rejected iff the pending product ``P >= exp(log_thr - S + errB) (1 + 4u)``,
-    where ``errB`` bounds the error of :func:`_certified` anywhere in the
-    next chunk (``|z| <= zmax``, ``|log P| <= LP = 32 max(log(1 + zmax),
+    where ``errB`` bounds the error of the certified log-capital (as in
+    :func:`_hedged_ci_1d`) anywhere in the next chunk (``|z| <= zmax``, ``|log P| <= LP = 32 max(log(1 + zmax),
     log 2)``) plus the rounding of ``log_thr - S`` and of ``exp``.
     """
     s = row[0] + row[1]
@@ -328,7 +304,7 @@ def _hedged_cs_path(col, log_thr, c, G, out, jcol):
 
     ``cache[j] = [S, comp, sum|z|, sum|log P|, -, P, pending count,
     threshold]`` holds the capital of grid point j/G after ``upto[j]``
-    factors (same arithmetic as :func:`_logcap`: chunked products,
+    factors (same arithmetic as :func:`_hedged_ci_1d`: chunked products,
     Neumaier sum of chunk logs).  Point j is rejected at time t iff its
     pending product reaches the certified threshold of
     :func:`_grid_threshold`, renewed at each chunk boundary.
