@@ -44,8 +44,9 @@ from typing import Any, Dict, Optional
 __all__ = ["load_sampler", "model_identity", "load_module", "FORMATS", "TORCH_DEFAULT_NOISE", "TORCH_SUFFIXES",
            "ONNX_SUFFIXES", "BACKENDS"]
 
-#: ``backend=`` of :func:`load_sampler`: None (by the file) or "auto" (torch models via ONNX when checked)
-BACKENDS = (None, "auto")
+#: ``backend=`` of :func:`load_sampler`: None (by the file), "torch" or "onnx" (the file must be of that kind),
+#: or "auto" (torch models via ONNX when checked)
+BACKENDS = (None, "torch", "onnx", "auto")
 
 #: the ``format`` values of :func:`model_identity`
 FORMATS = ("onnx", "torchscript", "pickle", "state_dict+factory", "module")
@@ -319,8 +320,9 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     factory : str or callable, optional
         ``"package.module:callable"`` building the empty module for a state-dict file; refused for any other
         kind of model.
-    backend : {None, "auto"}
-        ``None``: ONNX files run on onnxruntime, torch models on torch. ``"auto"``: a torch model is exported
+    backend : {None, "torch", "onnx", "auto"}
+        ``None``: ONNX files run on onnxruntime, torch models on torch; ``"torch"`` / ``"onnx"``: the same,
+        but a model of the other kind is refused. ``"auto"``: a torch model is exported
         to ONNX once (cached by its hash) and runs on onnxruntime if its logits agree with torch to 1e-5 on a
         probe batch, else on torch with a warning (:func:`backends.export.auto_sampler`: NumPy noise on both
         paths, needs ``input_shape`` or ``model.input_shape``; extra keywords ``probe``, ``atol``,
@@ -378,6 +380,8 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     elif isinstance(model, (str, bytes, os.PathLike)):
         path = _check_path(model)
         if _suffix_kind(path) == "onnx":
+            if backend == "torch":
+                raise ValueError(f"backend='torch' needs a torch model, got the ONNX file {path!r}")
             if factory is not None:
                 raise ValueError(f"factory= applies only to torch state-dict files, not to the ONNX model {path!r}")
             sampler = _make_onnx(path, sigma=sigma, batch_size=batch_size, device=device, simplex=simplex,
@@ -388,9 +392,9 @@ def load_sampler(model, *, sigma, batch_size=1000, device=None, simplex="hard", 
     else:
         raise ValueError(f"model must be a file path (.onnx, .pt, .pth) or a torch.nn.Module, got "
                          f"{type(model).__name__}")
-    if backend == "auto":  # torch model at ONNX speed when the export checks out (backends/export.py)
-        from .export import auto_sampler
-
+    if backend == "onnx":
+        raise ValueError(f"backend='onnx' needs an ONNX model, got a torch model ({path or type(model).__name__}); "
+                         "use backend='auto' to export a torch model to ONNX")
     kw = dict(sampler_kwargs)
     kw.setdefault("noise", TORCH_DEFAULT_NOISE)  # the ONNX sampler's stream: same counts whatever the format
     if backend == "auto":  # torch model at ONNX speed when the export checks out (backends/export.py)

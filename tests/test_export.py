@@ -167,4 +167,9 @@ def test_load_sampler_backend_auto(tmp_path):
     onnx = load_sampler(default_model_path(0.25, "onnx"), sigma=0.25, backend="auto", device="cpu")
     assert type(onnx).__name__ == "OnnxSampler"
     with pytest.raises(ValueError, match="backend must be one of"):
+        load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, backend="tensorrt")
+    with pytest.raises(ValueError, match="backend='onnx' needs an ONNX model"):
         load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, backend="onnx")
+    with pytest.raises(ValueError, match="backend='torch' needs a torch model"):
+        load_sampler(default_model_path(0.25, "onnx"), sigma=0.25, backend="torch")
+    assert type(load_sampler(pt, sigma=0.25, factory=DIGITS_FACTORY, backend="torch")).__name__ == "TorchSampler"
