@@ -58,6 +58,9 @@ DEFAULT_BITS = 62
 
 _MAX_LEVELS = 1 << 20
 
+#: top bits of the uniform integer used by the NumPy guide table (a speed-up; the result is exact)
+GUIDE_BITS = 16
+
 
 def check_noise_kind(noise, grid=None, clip=None, allowed=NOISE_KINDS) -> str:
     """Validate ``noise`` and refuse ``grid`` / ``clip`` unless the noise is ``"sound"``.
@@ -240,6 +243,15 @@ class SoundNoise:
         self.thresholds = _thresholds(self.grid, self.sigma, self.levels, self.bits)
         self.values = np.array([float(flo + j * self.grid) for j in range(self.levels + 1)], dtype=np.float64)
         self._torch_cache = {}
+        # guide table (NumPy path): the top GUIDE_BITS bits of U name a bucket; where no threshold falls
+        # inside the bucket the count #{T_d <= U} is the same for every U in it and is read from the table
+        # (exact); the few other buckets (-1) fall back to the binary search.
+        shift = self.bits - GUIDE_BITS
+        b = np.arange(1 << GUIDE_BITS, dtype=np.int64)
+        first = np.searchsorted(self.thresholds, b << shift, side="right")
+        last = np.searchsorted(self.thresholds, ((b + 1) << shift) - 1, side="right")
+        self._guide = np.where(first == last, first, -1).astype(np.int64)
+        self._guide_shift = shift
 
     def _grid_point(self, v, what) -> Fraction:
         f = _to_fraction(v, what)
@@ -312,9 +324,19 @@ class SoundNoise:
     def sample_numpy(self, k: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
         """``b`` noisy grid indices of the input with indices ``k``: int64 array ``(b, *k.shape)``."""
         u = rng.integers(0, 1 << self.bits, size=(b, *k.shape), dtype=np.int64)
-        e = np.searchsorted(self.thresholds, u, side="right")
+        e = self.count_below(u)
         e += k - self.levels
         np.clip(e, 0, self.levels, out=e)
+        return e
+
+    def count_below(self, u: np.ndarray) -> np.ndarray:
+        """``#{d : T_d <= u}`` for int64 ``u`` in ``[0, 2^bits)``: equals ``searchsorted(T, u, "right")``,
+        computed with the guide table (one lookup; binary search only in the few buckets holding a threshold).
+        """
+        e = self._guide[u >> self._guide_shift]
+        bad = e < 0
+        if bad.any():
+            e[bad] = np.searchsorted(self.thresholds, u[bad], side="right")
         return e
 
     # ---------------------------------------------------------------------------------------------- torch

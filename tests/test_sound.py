@@ -127,6 +127,18 @@ def test_thresholds_match_the_normal_cdf():
     assert int(sn.thresholds[sn.levels]) == want
 
 
+def test_guide_table_equals_binary_search():
+    sn = SoundNoise(0.5, grid=1 / 255, clip=(-3, 4))
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, 2 ** 62, size=200_000, dtype=np.int64)
+    # and every threshold, its neighbours, and the bucket edges around it
+    t = sn.thresholds
+    edges = (t >> (62 - 16)) << (62 - 16)
+    u = np.concatenate([u, t, t - 1, t + 1, edges, edges - 1, [0, 2 ** 62 - 1]])
+    u = u[(u >= 0) & (u < 2 ** 62)]
+    assert np.array_equal(sn.count_below(u), np.searchsorted(t, u, side="right"))
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_drawn_offsets_follow_the_rounded_gaussian(backend):
     sn = SoundNoise(0.5, grid="1/4", clip=(-1, 2))  # G = 12 levels: clipping at both ends matters
