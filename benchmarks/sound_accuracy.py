@@ -16,6 +16,13 @@ radius where most inputs pile up (``n = 1000`` caps the radius at ``sigma Phi^-1
 0..R-1, sound: the same seeds), and the same comparison between float noise and float noise with seeds R..2R-1
 is reported as the noise floor. Single-seed gaps are reported too.
 
+``--paired`` (a separate run, merged into the same JSON under ``"paired"``): common random numbers. One float64
+Gaussian draw per noisy copy gives both the float copy ``x + sigma eps`` and its rounding to the grid,
+``values[clip(k + rint(sigma eps / h), 0, G)]`` (the rounded Gaussian, by the identity in ``backends.noise``),
+fed to the same ONNX session. The Monte Carlo noise then largely cancels and the gap measures what the
+discretisation itself costs. This sampler is a measuring device only: it rounds in floating point, so it is
+*not* the sound sampler (validity does not depend on it).
+
 The sound certificates are also recomputed with :func:`radius.radii.r_sound_mono` and the TV bound of the
 threshold rounding (``SoundNoise.tv_bound(64)``); the largest change of a radius is reported.
 """
@@ -45,11 +52,65 @@ def cert_acc(certs, y, radii=RADII):
     return np.array([float(np.mean(ok & (rad >= r))) for r in radii])
 
 
+class PairedSampler:
+    """Float noise, or its rounding to the grid, from the same float64 Gaussian draws (see ``--paired``)."""
+
+    def __init__(self, base, sound, rounded: bool):
+        self.base, self.sound, self.rounded = base, sound, rounded
+        self.sigma, self.num_classes, self.batch_size = base.sigma, base.num_classes, base.batch_size
+
+    def counts(self, x, n, seed):
+        rng = np.random.default_rng(seed)
+        k = self.sound.indices(x)
+        h, G = float(self.sound.grid), self.sound.levels
+        out = np.zeros(self.num_classes, dtype=np.int64)
+        done = 0
+        while done < n:
+            b = min(self.batch_size, n - done)
+            noise = self.sigma * rng.standard_normal((b, *x.shape))
+            if self.rounded:
+                z = self.sound.values[np.clip(k + np.rint(noise / h).astype(np.int64), 0, G)]
+            else:
+                z = x.astype(np.float64) + noise
+            out += np.bincount(self.base.logits(z.astype(np.float32)).argmax(1), minlength=self.num_classes)
+            done += b
+        return out
+
+
+def paired(args, x, y, limit, opts):
+    from backends import OnnxSampler, default_model_path
+    from radius import certify_dataset
+
+    res = {}
+    for sigma in (0.25, 0.5):
+        base = OnnxSampler(default_model_path(sigma), sigma=sigma, providers=["CPUExecutionProvider"],
+                           session_options=opts, noise="sound", grid="1/16")
+        curves = {}
+        for rounded in (False, True):
+            s = PairedSampler(base, base.sound, rounded)
+            cs = [cert_acc(certify_dataset(s, x, y, sigma=sigma, n0=100, n=1000, radius="Rmono",
+                                           reduction="cohen", seed=seed, limit=limit, progress=False), y)
+                  for seed in range(args.seeds)]
+            curves["rounded" if rounded else "float"] = np.mean(cs, axis=0)
+        gap = np.abs(curves["rounded"] - curves["float"]) * 100
+        i = int(np.argmax(gap))
+        res[str(sigma)] = {"float": curves["float"].tolist(), "rounded": curves["rounded"].tolist(),
+                           "seeds": args.seeds, "max_gap_points": float(gap.max()),
+                           "max_gap_at_radius": float(RADII[i])}
+        print(f"paired, sigma={sigma}, mean of {args.seeds} seeds: largest gap rounded vs float {gap.max():.2f} "
+              f"points at radius {RADII[i]:.2f}")
+        for r in TABLE_RADII:
+            j = int(np.flatnonzero(RADII == r)[0])
+            print(f"| {sigma} | {r:.2f} | {curves['float'][j] * 100:.1f} | {curves['rounded'][j] * 100:.1f} |")
+    return res
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--paired", action="store_true", help="common-random-numbers comparison (merged into --out)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sound_accuracy.json"))
     args = p.parse_args(argv)
     import onnxruntime
@@ -62,6 +123,16 @@ def main(argv=None):
     limit = 60 if args.quick else len(x)
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = args.threads
+    if args.paired:
+        out = Path(args.out)
+        old = json.loads(out.read_text()) if out.exists() else {}
+        t0 = time.perf_counter()
+        old["paired"] = paired(args, x, y, limit, opts)
+        old["paired"]["machine"] = {"load_average_at_end": os.getloadavg(), "seconds": time.perf_counter() - t0}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(old, indent=2) + "\n")
+        print(f"updated {out}")
+        return
     result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "onnxruntime": onnxruntime.__version__, "load_average_at_start": os.getloadavg()},
               "setup": {"inputs": limit, "n0": 100, "n": 1000, "alpha": 0.001, "radius": "Rmono",
