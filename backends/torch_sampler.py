@@ -88,7 +88,7 @@ class TorchSampler:
                  input_shape: Optional[Sequence[int]] = None, noise: str = "float", grid=None, clip=None):
         import torch
 
-        from .noise import make_sound_noise
+        from .noise import check_noise_kind, make_sound_noise
 
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -97,8 +97,7 @@ class TorchSampler:
         self.simplex = check_simplex(simplex)
         self.temperature = check_temperature(temperature)
         self.normalize = check_normalize(normalize)
-        if not isinstance(noise, str) or noise not in _NOISE:
-            raise ValueError(f"noise must be one of {_NOISE}, got {noise!r}")
+        check_noise_kind(noise, grid, clip, allowed=_NOISE)
         self.noise = "float" if noise == "torch" else noise
         self.sound = make_sound_noise("sound" if noise == "sound" else "float", self.sigma, grid, clip)
         self.device = torch.device(default_device() if device is None else device)

@@ -48,6 +48,7 @@ __all__ = [
     "r_sound",
     "r_sound_mono",
     "sound_probability_bounds",
+    "sound_linear_margin_lower",
     "RADIUS_RTOL",
 ]
 
@@ -608,7 +609,7 @@ def sound_probability_bounds(p_a_lower, p_b_upper, tv):
     between the noise the sampler draws and the ideal rounded Gaussian
     (:meth:`backends.noise.SoundNoise.tv_bound`): every event, in particular "the base classifier says
     ``k``", has probabilities within ``tv`` under the two laws, so valid bounds on the drawn
-    probabilities, shifted by ``tv``, are valid bounds on the ideal ones (theory §9).
+    probabilities, shifted by ``tv``, are valid bounds on the ideal ones (``docs/soundness.md``; radii: theory §7).
 
     Examples
     --------
@@ -625,6 +626,27 @@ def sound_probability_bounds(p_a_lower, p_b_upper, tv):
     if np.ndim(p_a_lower) == 0 and np.ndim(p_b_upper) == 0:
         return float(lo), float(hi)
     return lo, hi
+
+
+def sound_linear_margin_lower(linear_margin_lower, tv):
+    """A lower bound on the ideal linear margin ``p_y - max_k p_k`` from one on the drawn law's: ``D - 2 tv``.
+
+    For disjoint events ``A, B`` and laws ``P, P'`` within total variation ``tv``,
+    ``|(P(A) - P(B)) - (P'(A) - P'(B))| <= 2 tv``.  Feed the result to :func:`r1`-type radii
+    (:func:`radius_from_linear_margin`).  A *probit* margin bound cannot be shifted this way (``Phi^-1``
+    has unbounded slope near 0 and 1): under sound noise use the probability bounds of a reduction that
+    reports them (:func:`sound_probability_bounds`).
+
+    Examples
+    --------
+    >>> round(sound_linear_margin_lower(0.5, 1e-3), 12)
+    0.498
+    """
+    t = float(tv)
+    if not (math.isfinite(t) and t >= 0.0):
+        raise ValueError(f"tv must be a finite number >= 0, got {tv!r}")
+    D = np.asarray(linear_margin_lower, dtype=float)
+    return _out(D - 2.0 * t, np.ndim(linear_margin_lower) == 0)
 
 
 def r_sound(p_a_lower, p_b_upper, sigma, tv=0.0):

@@ -261,6 +261,9 @@ def test_r_sound():
     assert a.tolist() == [0.0, 0.9 - tv] and b.tolist() == [1.0, 0.1 + tv]
     with pytest.raises(ValueError, match="tv must be"):
         radii.r_sound(0.8, 0.1, 1.0, tv=-1)
+    assert radii.sound_linear_margin_lower(0.5, 1e-3) == 0.5 - 2e-3
+    with pytest.raises(ValueError, match="tv must be"):
+        radii.sound_linear_margin_lower(0.5, float("nan"))
     # monotone in tv
     r = [radii.r_sound(0.99, 0.005, 0.5, t) for t in (0, 1e-6, 1e-4, 1e-2)]
     assert all(r[i] > r[i + 1] for i in range(3))
