@@ -284,7 +284,7 @@ def numpy_noisy_batches(x: np.ndarray, sigma: float, n: int, seed: int, batch_si
     the rounded Gaussian on the grid, ``Q(x + eps)``: ``x`` must lie on the grid (ValueError naming the first
     value off it), the grid indices come from ``rng.integers`` and exact integer thresholds
     (:meth:`backends.noise.SoundNoise.sample_numpy`), and the batch holds the grid values in ``dtype``
-    (Voráček & Hein, ICLR 2023; theory §9).
+    (Voráček & Hein, ICLR 2023; ``docs/soundness.md``).
     """
     rng = np.random.default_rng(seed)
     if sound is not None:

@@ -5,7 +5,7 @@ Two kinds of noise are offered (the samplers' ``noise=`` option):
 * ``"float"`` (the default): ``x + sigma * eps`` with ``eps`` a floating-point standard normal (``torch.randn``
   or NumPy's ``standard_normal``). The noisy copies live on the floating-point grid around ``x``, and a base
   classifier can read that grid: Voráček & Hein (ICLR 2023) build classifiers whose float-smoothed certificate
-  is wrong (theory §9; ``docs/soundness.md``; ``tests/test_sound.py`` reproduces such an attack).
+  is wrong (``docs/soundness.md``; ``tests/test_sound.py`` reproduces such an attack).
 * ``"sound"``: the input ``x`` must lie on a declared grid ``lo + k h`` inside a declared clip range
   ``[lo, hi]``; the noisy copy is the grid point ``Q(x + eps)``, where ``eps ~ N(0, sigma^2 I)`` and ``Q``
   rounds every coordinate to the nearest grid point and clips it to ``[lo, hi]``. Because ``x`` is on the

@@ -82,7 +82,8 @@ def sampling(n: int, reps: int, cuda: bool, ort_gpu) -> dict:
               f"{out['torch_cuda']['sound_samples_per_s']:.0f} samples/s, sound/float time "
               f"{out['torch_cuda']['sound_over_float']:.3f}")
     for prov in ort_gpu:
-        s = OnnxSampler(default_model_path(0.25), sigma=0.25, batch_size=10_000, providers=[prov, "CPUExecutionProvider"])
+        s = OnnxSampler(default_model_path(0.25), sigma=0.25, batch_size=10_000,
+                        providers=[prov, "CPUExecutionProvider"])
         s.counts(x, 10_000, 0)
         ts = []
         for r in range(reps):

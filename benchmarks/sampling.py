@@ -12,9 +12,11 @@ The default is one intra-op thread: on a shared, oversubscribed machine multi-th
 vary by a factor of two from run to run.
 
 Sound vs float noise (issue 14): seconds of ``counts(x, n, seed)`` with ``noise="sound"`` (rounded Gaussian on
-the 1/16 grid of the digits data, exact integer thresholds) against ``noise="float"``, same model, session,
-batch size and thread count, ABBA order in the same run; ``sound_over_float`` is the ratio of the median times
-(target <= 1.25), ``median_pairwise_ratio`` the median of the per-pair ratios. ``--sound-only`` runs just this.
+a grid, exact integer thresholds) against ``noise="float"``, same model, session, batch size and thread count,
+ABBA order in the same run; ``sound_over_float`` is the ratio of the median times (target <= 1.25),
+``median_pairwise_ratio`` the median of the per-pair ratios. Grids (``--grids``): 1/16 (the digits data's own
+grid, 80 levels at sigma 0.25) and 1/256 (1280 levels), stored under ``sound_vs_float[grid][backend]``.
+``--sound-only`` runs just this.
 
 Memory, for n = 10^6, each measurement in a fresh process:
 
@@ -51,7 +53,7 @@ BATCH = 1000
 THREADS = 1  # set by --threads; the same for the sampler and the hand loop (0 = library default)
 
 
-def _setup(backend: str, batch: int = BATCH, noise: str = "float"):
+def _setup(backend: str, batch: int = BATCH, noise: str = "float", grid: str = "1/16"):
     import onnxruntime
     import torch
 
@@ -61,7 +63,7 @@ def _setup(backend: str, batch: int = BATCH, noise: str = "float"):
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     x = load_digits_split("test")[0][0]
-    kw = {"noise": "sound", "grid": "1/16"} if noise == "sound" else {}
+    kw = {"noise": "sound", "grid": grid} if noise == "sound" else {}
     if backend == "onnx":
         opts = onnxruntime.SessionOptions()
         if THREADS > 0:
@@ -127,10 +129,10 @@ def throughput(backend: str, n: int, reps: int) -> dict:
             "ratio": rs / rh, "median_pairwise_ratio": pair, "sampler_seconds": t_s, "loop_seconds": t_h}
 
 
-def sound_vs_float(backend: str, n: int, reps: int) -> dict:
+def sound_vs_float(backend: str, n: int, reps: int, grid: str = "1/16") -> dict:
     """Median seconds of counts() with sound and with float noise, ABBA order, same run."""
     fl, x = _setup(backend)
-    sd, _ = _setup(backend, noise="sound")
+    sd, _ = _setup(backend, noise="sound", grid=grid)
     fl.counts(x, BATCH, 0)
     sd.counts(x, BATCH, 0)  # warm-up (and the threshold table, cached per process)
     t = {"float": [], "sound": []}
@@ -143,10 +145,10 @@ def sound_vs_float(backend: str, n: int, reps: int) -> dict:
             assert int(c.sum()) == n
     ratio = statistics.median(t["sound"]) / statistics.median(t["float"])
     pair = statistics.median(a / b for a, b in zip(t["sound"], t["float"]))
-    print(f"{backend:5s} sound noise: {n / statistics.median(t['sound']):10.0f} samples/s   float noise: "
+    print(f"{backend:5s} grid {grid:5s} sound noise: {n / statistics.median(t['sound']):10.0f} samples/s   float noise: "
           f"{n / statistics.median(t['float']):10.0f} samples/s   sound / float time {ratio:.3f}   median pairwise "
           f"{pair:.3f}   (target <= 1.25)")
-    return {"n": n, "reps": reps, "batch_size": BATCH, "grid": "1/16", "clip": [str(sd.sound.lo), str(sd.sound.hi)],
+    return {"n": n, "reps": reps, "batch_size": BATCH, "grid": grid, "clip": [str(sd.sound.lo), str(sd.sound.hi)],
             "sound_over_float": ratio, "median_pairwise_ratio": pair, "sound_seconds": t["sound"],
             "float_seconds": t["float"]}
 
@@ -230,6 +232,7 @@ def main(argv=None):
     p.add_argument("--n-memory", type=int, default=10**6)
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--sound-only", action="store_true", help="only the sound vs float comparison")
+    p.add_argument("--grids", default="1/16,1/256", help="comma-separated grids of the sound noise")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampling.json"))
     args = p.parse_args(argv)
     THREADS = args.threads
@@ -248,8 +251,10 @@ def main(argv=None):
         "model": f"digits CNN sigma={SIGMA} (backends/models), batch {BATCH}", "throughput": {}, "memory": {},
         "sound_vs_float": {},
     }
-    for backend, n in (("onnx", 20000 if quick else 50000), ("torch", 5000 if quick else 20000)):
-        result["sound_vs_float"][backend] = sound_vs_float(backend, n, 4 if quick else 10)
+    for grid in args.grids.split(","):
+        result["sound_vs_float"][grid] = {}
+        for backend, n in (("onnx", 20000 if quick else 50000), ("torch", 5000 if quick else 20000)):
+            result["sound_vs_float"][grid][backend] = sound_vs_float(backend, n, 4 if quick else 10, grid)
     out = Path(args.out)
     if args.sound_only:  # keep the other results of the file; record this run's machine next to its numbers
         result["machine"]["load_average_at_end"] = os.getloadavg()
