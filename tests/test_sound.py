@@ -244,6 +244,14 @@ def test_grid_helpers():
     k = np.arange(256)
     assert np.array_equal(sn.indices((k / 255).astype(np.float32)), k)
     assert np.array_equal(sn.indices(k.astype(np.float32) / np.float32(255)), k)
+    # the digits pixels (multiples of 1/16) are also on the finer 1/256 grid
+    from backends.models import load_digits_split
+
+    xd = load_digits_split("test")[0][:5]
+    fine = SoundNoise(0.25, grid="1/256")
+    assert np.array_equal(fine.indices(xd) - 2 * 256, (xd * 256).astype(np.int64))
+    with pytest.raises(ValueError, match="not on the grid"):
+        SoundNoise(0.25, grid="1/10").indices(xd)
     # TV bound: dim * G * 2^(1 - bits), rounded up
     assert sn.tv_bound(3072) >= 3072 * 255 * 2.0 ** -61 and sn.tv_bound(3072) < 3.5e-13
     assert sn.describe() == {"noise": "sound", "grid": "1/255", "clip": ["0", "1"], "bits": 62, "sigma": 0.5}
