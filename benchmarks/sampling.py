@@ -153,6 +153,46 @@ def sound_vs_float(backend: str, n: int, reps: int, grid: str = "1/16") -> dict:
             "float_seconds": t["float"]}
 
 
+def noise_only(backend: str, n: int, reps: int, grid: str) -> dict:
+    """Seconds to draw n noisy copies (no model): sound vs float, ABBA; isolates the noise cost."""
+    import torch
+
+    from backends.base import numpy_noisy_batches
+
+    sd, x = _setup(backend, noise="sound", grid=grid)
+    t = {"float": [], "sound": []}
+
+    def draw(who, seed):
+        if backend == "onnx":
+            for _ in numpy_noisy_batches(x, SIGMA, n, seed, BATCH, np.float32, sd.sound if who == "sound" else None):
+                pass
+            return
+        with torch.inference_mode():
+            g = torch.Generator().manual_seed(seed)
+            if who == "sound":
+                thr, vals = sd.sound.torch_tables("cpu", torch.float32)
+                k = torch.as_tensor(sd.sound.indices(x))
+                for _ in range(n // BATCH):
+                    sd.sound.sample_torch(k, BATCH, g, thr, vals)
+            else:
+                xt = torch.from_numpy(x)
+                for _ in range(n // BATCH):
+                    torch.randn((BATCH, *x.shape), generator=g).mul_(SIGMA).add_(xt)
+
+    draw("sound", 0)
+    draw("float", 0)
+    for r in range(reps):
+        for who in (("sound", "float") if r % 2 == 0 else ("float", "sound")):
+            t0 = time.perf_counter()
+            draw(who, r)
+            t[who].append(time.perf_counter() - t0)
+    us = {w: statistics.median(v) / n * 1e6 for w, v in t.items()}
+    print(f"{backend:5s} grid {grid:5s} noise only: sound {us['sound']:.3f} us/sample, float {us['float']:.3f} "
+          f"us/sample")
+    return {"n": n, "reps": reps, "sound_us_per_sample": us["sound"], "float_us_per_sample": us["float"],
+            "seconds": t}
+
+
 def _maxrss_bytes() -> int:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
@@ -255,6 +295,8 @@ def main(argv=None):
         result["sound_vs_float"][grid] = {}
         for backend, n in (("onnx", 20000 if quick else 50000), ("torch", 5000 if quick else 20000)):
             result["sound_vs_float"][grid][backend] = sound_vs_float(backend, n, 4 if quick else 10, grid)
+            result["sound_vs_float"][grid][backend]["noise_only"] = noise_only(backend, 50000, 4 if quick else 10,
+                                                                                grid)
     out = Path(args.out)
     if args.sound_only:  # keep the other results of the file; record this run's machine next to its numbers
         result["machine"]["load_average_at_end"] = os.getloadavg()
