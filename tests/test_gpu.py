@@ -105,6 +105,15 @@ def test_noise_is_drawn_on_the_device_without_per_batch_copies(device, noise, kw
 def test_torch_cuda_default_device_and_reproducibility():
     assert default_device() == "cuda"
     x = _x()
+    bench, det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True  # same kernels both runs
+    try:
+        _cuda_reproducible(x)
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, det
+
+
+def _cuda_reproducible(x):
     for noise, kw in NOISES:
         s = TorchSampler(load_torch_model(0.25), sigma=0.25, noise=noise, **kw)
         assert s.device.type == "cuda" and next(s.model.parameters()).device.type == "cuda"
