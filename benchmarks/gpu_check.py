@@ -15,7 +15,8 @@ Steps (each with its own time limit, total under 5 minutes on a GPU machine):
 
 Without a CUDA GPU (``torch.cuda.is_available()`` false and no onnxruntime CUDA/TensorRT provider) steps 2-3
 are skipped, the JSON says ``"status": "skipped"`` with the reason, and the exit code is 0. Any failure on a GPU
-machine gives ``"status": "failed"`` and exit code 1.
+machine, including running past the 270 s budget (checked between steps and repetitions, so the JSON is written
+before the shell script's 295 s kill), gives ``"status": "failed"`` and exit code 1.
 """
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+BUDGET_S = 270.0  # scripts/gpu_check.sh kills at 295 s; stop earlier so that the JSON is always written
+_DEADLINE = [float("inf")]
+
+
+def _check_budget(what: str) -> None:
+    if time.perf_counter() > _DEADLINE[0]:
+        raise TimeoutError(f"time budget of {BUDGET_S:.0f} s reached before {what}")
 
 
 def run_gpu_tests(timeout: float) -> dict:
@@ -67,6 +75,7 @@ def sampling(n: int, reps: int, cuda: bool, ort_gpu) -> dict:
             s.counts(x, 10_000, 0)
         t = {"float": [], "sound": []}
         for r in range(reps):
+            _check_budget("the end of the torch sampling benchmark")
             for who in (("sound", "float") if r % 2 == 0 else ("float", "sound")):
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -82,6 +91,7 @@ def sampling(n: int, reps: int, cuda: bool, ort_gpu) -> dict:
               f"{out['torch_cuda']['sound_samples_per_s']:.0f} samples/s, sound/float time "
               f"{out['torch_cuda']['sound_over_float']:.3f}")
     for prov in ort_gpu:
+        _check_budget(f"the ONNX {prov} sampling benchmark")
         s = OnnxSampler(default_model_path(0.25), sigma=0.25, batch_size=10_000,
                         providers=[prov, "CPUExecutionProvider"])
         s.counts(x, 10_000, 0)
@@ -104,6 +114,7 @@ def pipeline(limit: int, n: int) -> dict:
     x, y = load_digits_split("test")
     out = {}
     for noise in ("float", "sound"):
+        _check_budget(f"the {noise}-noise pipeline benchmark")
         s = TorchSampler(load_torch_model(0.25), sigma=0.25, device="cuda", batch_size=10_000, noise=noise,
                          **({"grid": "1/16"} if noise == "sound" else {}))
         t0 = time.perf_counter()
@@ -123,6 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-timeout", type=float, default=150.0)
     args = p.parse_args(argv)
     t_start = time.perf_counter()
+    _DEADLINE[0] = t_start + BUDGET_S
     import onnxruntime
     import torch
 
