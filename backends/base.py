@@ -97,6 +97,15 @@ class ArraySampler:
     batch_size : int
     simplex : {"hard", "softmax", "sparsemax"}
     temperature : float
+    noise : {"float", "sound"}
+        ``"float"`` (default): ``x + sigma * eps``, ``eps`` standard normal in
+        float64.  ``"sound"``: the rounded Gaussian on the grid ``grid`` within
+        ``clip`` (:class:`backends.noise.SoundNoise`; inputs must lie on the
+        grid), see :func:`numpy_noisy_batches`.
+    grid, clip :
+        Grid step and clip range of ``noise="sound"`` (refused otherwise);
+        ``grid`` is required with it, ``clip`` defaults to
+        :func:`backends.noise.default_clip`.
 
     Noise is drawn with ``numpy.random.default_rng(seed)`` in float64, batch by
     batch, so results are reproducible and memory is bounded by the batch.
@@ -105,7 +114,10 @@ class ArraySampler:
     """
 
     def __init__(self, logits_fn: Callable[[np.ndarray], np.ndarray], num_classes: int, *, sigma: float,
-                 batch_size: int = 1000, simplex: str = "hard", temperature: float = 1.0):
+                 batch_size: int = 1000, simplex: str = "hard", temperature: float = 1.0, noise: str = "float",
+                 grid=None, clip=None):
+        from .noise import make_sound_noise
+
         if not (isinstance(sigma, (int, float, np.floating)) and np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
         if simplex not in ("hard", "softmax", "sparsemax"):
@@ -118,8 +130,18 @@ class ArraySampler:
         self.batch_size = int(batch_size)
         self.simplex = simplex
         self.temperature = float(temperature)
+        self.sound = make_sound_noise(noise, self.sigma, grid, clip)
+        self.noise = noise
 
     def _batches(self, x, n, seed):
+        if self.sound is not None:
+            for done, noisy in numpy_noisy_batches(x, self.sigma, n, seed, self.batch_size, np.float64, self.sound):
+                b = noisy.shape[0]
+                logits = check_logits(self.logits_fn(noisy), b, where=f" (batch starting at sample {done})")
+                if logits.shape[1] != self.num_classes:
+                    raise ValueError(f"model output has {logits.shape[1]} classes, expected {self.num_classes}")
+                yield logits
+            return
         x = np.asarray(x, dtype=np.float64)
         rng = np.random.default_rng(seed)
         done = 0
@@ -279,16 +301,34 @@ def broadcast_normalize(normalize, shape: Tuple[int, ...]):
     return tuple(out)
 
 
-def numpy_noisy_batches(x: np.ndarray, sigma: float, n: int, seed: int, batch_size: int, dtype=np.float32):
+def numpy_noisy_batches(x: np.ndarray, sigma: float, n: int, seed: int, batch_size: int, dtype=np.float32,
+                        sound=None):
     """Yield ``(start, batch)``: ``batch = x + sigma * eps`` with ``eps`` from ``default_rng(seed)``.
 
     The noise of the whole call is one stream, ``rng.standard_normal((b, *x.shape), dtype=dtype)`` per batch,
     and the sum is formed in ``dtype``, so the ONNX sampler and ``TorchSampler(noise="numpy")`` see
     bit-identical inputs. Memory: one batch.
+
+    With ``sound`` (a :class:`backends.noise.SoundNoise` whose ``sigma`` equals ``sigma``) the batch is instead
+    the rounded Gaussian on the grid, ``Q(x + eps)``: ``x`` must lie on the grid (ValueError naming the first
+    value off it), the grid indices come from ``rng.integers`` and exact integer thresholds
+    (:meth:`backends.noise.SoundNoise.sample_numpy`), and the batch holds the grid values in ``dtype``
+    (Voráček & Hein, ICLR 2023; ``docs/soundness.md``).
     """
+    rng = np.random.default_rng(seed)
+    if sound is not None:
+        if float(sound.sigma) != float(sigma):
+            raise ValueError(f"sound noise has sigma={sound.sigma!r}, the sampler sigma={sigma!r}")
+        k = sound.indices(x)
+        values = sound.values.astype(dtype)
+        start = 0
+        while start < n:
+            b = min(batch_size, n - start)
+            yield start, values[sound.sample_numpy(k, b, rng)]
+            start += b
+        return
     xd = np.asarray(x, dtype=dtype)
     s = np.asarray(sigma, dtype=dtype)
-    rng = np.random.default_rng(seed)
     start = 0
     while start < n:
         b = min(batch_size, n - start)

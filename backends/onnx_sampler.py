@@ -91,6 +91,14 @@ class OnnxSampler:
         Shape of one input (no batch axis), checked against the graph's input. Default: the graph's input
         shape when it is static, else the shape of the first input sampled (then fixed: later inputs of another
         shape are refused).
+    noise : {"float", "sound"}
+        ``"float"`` (default): NumPy Gaussian noise added in the input dtype. ``"sound"``: the rounded
+        Gaussian on the grid ``grid`` within ``clip`` (:class:`backends.noise.SoundNoise`, Voráček & Hein,
+        ICLR 2023): ``x`` must lie on the grid; drawn on the host from exact integer thresholds
+        (:func:`backends.base.numpy_noisy_batches`).
+    grid, clip :
+        Grid step (required with ``noise="sound"``) and clip range (default
+        :func:`backends.noise.default_clip`); refused with float noise.
 
     Notes
     -----
@@ -110,8 +118,10 @@ class OnnxSampler:
     def __init__(self, model_path_or_bytes, *, sigma: float, batch_size: int = 1000, providers=None,
                  input_name: Optional[str] = None, simplex: str = "hard", temperature: float = 1.0,
                  normalize=None, num_classes: Optional[int] = None, session_options=None,
-                 input_shape: Optional[Sequence[int]] = None):
+                 input_shape: Optional[Sequence[int]] = None, noise: str = "float", grid=None, clip=None):
         import onnxruntime as ort
+
+        from .noise import make_sound_noise
 
         self.sigma = check_sigma(sigma)
         self.batch_size = check_batch_size(batch_size)
@@ -119,6 +129,8 @@ class OnnxSampler:
         self.temperature = check_temperature(temperature)
         self.normalize = check_normalize(normalize)
         self._num_classes = check_num_classes(num_classes)
+        self.sound = make_sound_noise(noise, self.sigma, grid, clip)
+        self.noise = noise
         if not isinstance(model_path_or_bytes, (str, bytes, PathLike)):
             raise ValueError("model_path_or_bytes must be a file path or the serialised model bytes, got "
                              f"{type(model_path_or_bytes).__name__}")
@@ -238,7 +250,8 @@ class OnnxSampler:
 
     def _logit_batches(self, x: np.ndarray, n: int, seed: int):
         norm = self._norm(x.shape)
-        for start, batch in numpy_noisy_batches(x, self.sigma, n, seed, self.batch_size, self.input_dtype):
+        for start, batch in numpy_noisy_batches(x, self.sigma, n, seed, self.batch_size, self.input_dtype,
+                                                self.sound):
             yield start, self._run(batch, batch_where(x, seed, start, len(batch), self.batch_size), norm)
 
     # ------------------------------------------------------------------------------------------- public API
@@ -285,4 +298,4 @@ class OnnxSampler:
 
     def __repr__(self) -> str:
         return (f"OnnxSampler(sigma={self.sigma}, batch_size={self.batch_size}, providers={self.providers!r}, "
-                f"simplex={self.simplex!r})")
+                f"simplex={self.simplex!r}, noise={self.noise!r})")

@@ -19,7 +19,7 @@ from .simplex import check_simplex, check_temperature, torch_apply_simplex
 
 __all__ = ["TorchSampler", "default_device"]
 
-_NOISE = ("torch", "numpy")
+_NOISE = ("float", "sound", "torch", "numpy")
 
 
 def default_device() -> str:
@@ -58,11 +58,17 @@ class TorchSampler:
     input_shape : tuple of int, optional
         Shape of one input (no batch axis). Default: ``model.input_shape`` if the model has it, else the shape
         of the first input sampled. Once known, inputs of another shape are rejected.
-    noise : {"torch", "numpy"}
-        ``"torch"`` (default): ``torch.randn`` on the device, generator seeded with ``seed``.
-        ``"numpy"``: ``numpy.random.default_rng(seed)`` on the host, exactly the stream of
-        :class:`backends.OnnxSampler` (:func:`backends.base.numpy_noisy_batches`), copied to the device per
-        batch: the two samplers then see bit-identical inputs.
+    noise : {"float", "sound", "torch", "numpy"}
+        ``"float"`` (default; ``"torch"`` is the same): ``torch.randn`` on the device, generator seeded with
+        ``seed``. ``"numpy"``: float noise from ``numpy.random.default_rng(seed)`` on the host, exactly the
+        stream of :class:`backends.OnnxSampler` (:func:`backends.base.numpy_noisy_batches`), copied to the
+        device per batch: the two samplers then see bit-identical inputs. ``"sound"``: the rounded Gaussian on
+        the grid ``grid`` within ``clip`` (:class:`backends.noise.SoundNoise`, Voráček & Hein, ICLR 2023):
+        ``x`` must lie on the grid; integer uniforms from ``torch.randint`` with the seeded generator, exact
+        integer thresholds, all on the device (no host copy per batch).
+    grid, clip :
+        Grid step (required with ``noise="sound"``, e.g. ``1/255`` or ``"1/16"``) and clip range (default
+        :func:`backends.noise.default_clip`); refused with float noise.
 
     Notes
     -----
@@ -82,8 +88,10 @@ class TorchSampler:
 
     def __init__(self, model, *, sigma: float, batch_size: int = 1000, device=None, simplex: str = "hard",
                  temperature: float = 1.0, normalize=None, num_classes: Optional[int] = None,
-                 input_shape: Optional[Sequence[int]] = None, noise: str = "torch"):
+                 input_shape: Optional[Sequence[int]] = None, noise: str = "float", grid=None, clip=None):
         import torch
+
+        from .noise import check_noise_kind, make_sound_noise
 
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -92,9 +100,9 @@ class TorchSampler:
         self.simplex = check_simplex(simplex)
         self.temperature = check_temperature(temperature)
         self.normalize = check_normalize(normalize)
-        if noise not in _NOISE:
-            raise ValueError(f"noise must be one of {_NOISE}, got {noise!r}")
-        self.noise = noise
+        check_noise_kind(noise, grid, clip, allowed=_NOISE)
+        self.noise = "float" if noise == "torch" else noise
+        self.sound = make_sound_noise("sound" if noise == "sound" else "float", self.sigma, grid, clip)
         self.device = torch.device(default_device() if device is None else device)
         model.eval()
         model.to(self.device)
@@ -173,6 +181,18 @@ class TorchSampler:
 
         norm = self._norm_tensors(x.shape)
         with torch.inference_mode():
+            if self.sound is not None:
+                thr, values = self.sound.torch_tables(self.device, self.dtype)
+                k = torch.as_tensor(self.sound.indices(x), device=self.device)  # ValueError if off the grid
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(int(seed))
+                start = 0
+                while start < n:
+                    b = min(self.batch_size, n - start)
+                    batch = self.sound.sample_torch(k, b, gen, thr, values)
+                    yield start, self._forward(batch, batch_where(x, seed, start, b, self.batch_size), norm)
+                    start += b
+                return
             if self.noise == "numpy":
                 for start, batch in numpy_noisy_batches(x, self.sigma, n, seed, self.batch_size, self._np_dtype):
                     t = torch.from_numpy(batch).to(self.device)

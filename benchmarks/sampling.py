@@ -1,7 +1,8 @@
 """Sampling throughput and memory of TorchSampler / OnnxSampler on the shipped digits CNN.
 
 Run: ``.venv/bin/python benchmarks/sampling.py`` (``--quick`` for a smoke run, ``--threads 0`` for the libraries'
-default thread counts). Writes ``benchmarks/results/sampling.json``.
+default thread counts). Writes ``benchmarks/results/sampling.json`` (``--sound-only`` updates only its
+``sound_vs_float`` entry).
 
 Throughput: samples per second of ``sampler.counts(x, n, seed)`` against a hand-written loop doing the same work
 (draw noise, add it to the input, forward pass, argmax, bincount) with the same model, session, batch size,
@@ -9,6 +10,13 @@ noise generator and thread count; repetitions in ABBA order (sampler, loop, loop
 compared, plus the median of the per-pair ratios. Target ratio sampler / loop >= 0.95 for both backends.
 The default is one intra-op thread: on a shared, oversubscribed machine multi-threaded timings of either side
 vary by a factor of two from run to run.
+
+Sound vs float noise (issue 14): seconds of ``counts(x, n, seed)`` with ``noise="sound"`` (rounded Gaussian on
+a grid, exact integer thresholds) against ``noise="float"``, same model, session, batch size and thread count,
+ABBA order in the same run; ``sound_over_float`` is the ratio of the median times (target <= 1.25),
+``median_pairwise_ratio`` the median of the per-pair ratios. Grids (``--grids``): 1/16 (the digits data's own
+grid, 80 levels at sigma 0.25) and 1/256 (1280 levels), stored under ``sound_vs_float[grid][backend]``.
+``--sound-only`` runs just this.
 
 Memory, for n = 10^6, each measurement in a fresh process:
 
@@ -45,7 +53,7 @@ BATCH = 1000
 THREADS = 1  # set by --threads; the same for the sampler and the hand loop (0 = library default)
 
 
-def _setup(backend: str, batch: int = BATCH):
+def _setup(backend: str, batch: int = BATCH, noise: str = "float", grid: str = "1/16"):
     import onnxruntime
     import torch
 
@@ -55,14 +63,15 @@ def _setup(backend: str, batch: int = BATCH):
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     x = load_digits_split("test")[0][0]
+    kw = {"noise": "sound", "grid": grid} if noise == "sound" else {}
     if backend == "onnx":
         opts = onnxruntime.SessionOptions()
         if THREADS > 0:
             opts.intra_op_num_threads = THREADS
         s = OnnxSampler(default_model_path(SIGMA), sigma=SIGMA, batch_size=batch, providers=["CPUExecutionProvider"],
-                        session_options=opts)
+                        session_options=opts, **kw)
     else:
-        s = TorchSampler(load_torch_model(SIGMA), sigma=SIGMA, batch_size=batch, device="cpu")
+        s = TorchSampler(load_torch_model(SIGMA), sigma=SIGMA, batch_size=batch, device="cpu", **kw)
     return s, x
 
 
@@ -118,6 +127,70 @@ def throughput(backend: str, n: int, reps: int) -> dict:
           f"{rs / rh:.3f}   median pairwise ratio {pair:.3f}")
     return {"n": n, "reps": reps, "batch_size": BATCH, "sampler_samples_per_s": rs, "loop_samples_per_s": rh,
             "ratio": rs / rh, "median_pairwise_ratio": pair, "sampler_seconds": t_s, "loop_seconds": t_h}
+
+
+def sound_vs_float(backend: str, n: int, reps: int, grid: str = "1/16") -> dict:
+    """Median seconds of counts() with sound and with float noise, ABBA order, same run."""
+    fl, x = _setup(backend)
+    sd, _ = _setup(backend, noise="sound", grid=grid)
+    fl.counts(x, BATCH, 0)
+    sd.counts(x, BATCH, 0)  # warm-up (and the threshold table, cached per process)
+    t = {"float": [], "sound": []}
+    for r in range(reps):
+        for who in (("sound", "float") if r % 2 == 0 else ("float", "sound")):  # ABBA
+            s = sd if who == "sound" else fl
+            t0 = time.perf_counter()
+            c = s.counts(x, n, seed=r)
+            t[who].append(time.perf_counter() - t0)
+            assert int(c.sum()) == n
+    ratio = statistics.median(t["sound"]) / statistics.median(t["float"])
+    pair = statistics.median(a / b for a, b in zip(t["sound"], t["float"]))
+    print(f"{backend:5s} grid {grid:5s} sound noise: {n / statistics.median(t['sound']):10.0f} samples/s   float noise: "
+          f"{n / statistics.median(t['float']):10.0f} samples/s   sound / float time {ratio:.3f}   median pairwise "
+          f"{pair:.3f}   (target <= 1.25)")
+    return {"n": n, "reps": reps, "batch_size": BATCH, "grid": grid, "clip": [str(sd.sound.lo), str(sd.sound.hi)],
+            "sound_over_float": ratio, "median_pairwise_ratio": pair, "sound_seconds": t["sound"],
+            "float_seconds": t["float"]}
+
+
+def noise_only(backend: str, n: int, reps: int, grid: str) -> dict:
+    """Seconds to draw n noisy copies (no model): sound vs float, ABBA; isolates the noise cost."""
+    import torch
+
+    from backends.base import numpy_noisy_batches
+
+    sd, x = _setup(backend, noise="sound", grid=grid)
+    t = {"float": [], "sound": []}
+
+    def draw(who, seed):
+        if backend == "onnx":
+            for _ in numpy_noisy_batches(x, SIGMA, n, seed, BATCH, np.float32, sd.sound if who == "sound" else None):
+                pass
+            return
+        with torch.inference_mode():
+            g = torch.Generator().manual_seed(seed)
+            if who == "sound":
+                thr, vals = sd.sound.torch_tables("cpu", torch.float32)
+                k = torch.as_tensor(sd.sound.indices(x))
+                for _ in range(n // BATCH):
+                    sd.sound.sample_torch(k, BATCH, g, thr, vals)
+            else:
+                xt = torch.from_numpy(x)
+                for _ in range(n // BATCH):
+                    torch.randn((BATCH, *x.shape), generator=g).mul_(SIGMA).add_(xt)
+
+    draw("sound", 0)
+    draw("float", 0)
+    for r in range(reps):
+        for who in (("sound", "float") if r % 2 == 0 else ("float", "sound")):
+            t0 = time.perf_counter()
+            draw(who, r)
+            t[who].append(time.perf_counter() - t0)
+    us = {w: statistics.median(v) / n * 1e6 for w, v in t.items()}
+    print(f"{backend:5s} grid {grid:5s} noise only: sound {us['sound']:.3f} us/sample, float {us['float']:.3f} "
+          f"us/sample")
+    return {"n": n, "reps": reps, "sound_us_per_sample": us["sound"], "float_us_per_sample": us["float"],
+            "seconds": t}
 
 
 def _maxrss_bytes() -> int:
@@ -198,6 +271,8 @@ def main(argv=None):
     p.add_argument("--memory-child", nargs=2, metavar=("BACKEND", "WHO"))
     p.add_argument("--n-memory", type=int, default=10**6)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--sound-only", action="store_true", help="only the sound vs float comparison")
+    p.add_argument("--grids", default="1/16,1/256", help="comma-separated grids of the sound noise")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampling.json"))
     args = p.parse_args(argv)
     THREADS = args.threads
@@ -214,7 +289,24 @@ def main(argv=None):
                     "onnxruntime": onnxruntime.__version__, "threads": THREADS,
                     "load_average_at_start": os.getloadavg()},
         "model": f"digits CNN sigma={SIGMA} (backends/models), batch {BATCH}", "throughput": {}, "memory": {},
+        "sound_vs_float": {},
     }
+    for grid in args.grids.split(","):
+        result["sound_vs_float"][grid] = {}
+        for backend, n in (("onnx", 20000 if quick else 50000), ("torch", 5000 if quick else 20000)):
+            result["sound_vs_float"][grid][backend] = sound_vs_float(backend, n, 4 if quick else 10, grid)
+            result["sound_vs_float"][grid][backend]["noise_only"] = noise_only(backend, 50000, 4 if quick else 10,
+                                                                                grid)
+    out = Path(args.out)
+    if args.sound_only:  # keep the other results of the file; record this run's machine next to its numbers
+        result["machine"]["load_average_at_end"] = os.getloadavg()
+        old = json.loads(out.read_text()) if out.exists() else {}
+        old["sound_vs_float"] = result["sound_vs_float"]
+        old["sound_vs_float_machine"] = result["machine"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(old, indent=2) + "\n")
+        print(f"updated {out}")
+        return
     for backend, n in (("onnx", 20000 if quick else 100000), ("torch", 5000 if quick else 20000)):
         result["throughput"][backend] = throughput(backend, n, 4 if quick else 10)
     t = result["throughput"]
@@ -225,7 +317,6 @@ def main(argv=None):
         for backend in ("onnx", "torch"):
             result["memory"][backend] = memory(backend, n_mem)
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

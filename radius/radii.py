@@ -45,6 +45,10 @@ __all__ = [
     "smoothed_ramp",
     "smoothed_ramp_inverse",
     "r_mono_lip_paper",
+    "r_sound",
+    "r_sound_mono",
+    "sound_probability_bounds",
+    "sound_linear_margin_lower",
     "RADIUS_RTOL",
 ]
 
@@ -595,3 +599,119 @@ def r_mono_lip_paper(p1, sigma, L) -> float:
     z = special.ndtri(p1)
     dens = math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     return float(z / (M / dens))
+
+
+# --------------------------------------------------------------------------- sound (rounded Gaussian) noise
+def sound_probability_bounds(p_a_lower, p_b_upper, tv):
+    """Bounds on the *ideal* rounded-Gaussian smoothed probabilities from bounds on the *drawn* ones.
+
+    ``(max(p_a_lower - tv, 0), min(p_b_upper + tv, 1))``, with ``tv`` a bound on the total variation
+    between the noise the sampler draws and the ideal rounded Gaussian
+    (:meth:`backends.noise.SoundNoise.tv_bound`): every event, in particular "the base classifier says
+    ``k``", has probabilities within ``tv`` under the two laws, so valid bounds on the drawn
+    probabilities, shifted by ``tv``, are valid bounds on the ideal ones (``docs/soundness.md``; radii: theory §7).
+
+    Examples
+    --------
+    >>> a, b = sound_probability_bounds(0.9, 0.05, 1e-3)
+    >>> round(a, 12), round(b, 12)
+    (0.899, 0.051)
+    """
+    t = float(tv)
+    if not (math.isfinite(t) and t >= 0.0):
+        raise ValueError(f"tv must be a finite number >= 0, got {tv!r}")
+    a = _check_prob(p_a_lower, "p_a_lower")
+    b = _check_prob(p_b_upper, "p_b_upper")
+    lo, hi = np.maximum(a - t, 0.0), np.minimum(b + t, 1.0)
+    if np.ndim(p_a_lower) == 0 and np.ndim(p_b_upper) == 0:
+        return float(lo), float(hi)
+    return lo, hi
+
+
+def sound_linear_margin_lower(linear_margin_lower, tv):
+    """A lower bound on the ideal linear margin ``p_y - max_k p_k`` from one on the drawn law's: ``D - 2 tv``.
+
+    For disjoint events ``A, B`` and laws ``P, P'`` within total variation ``tv``,
+    ``|(P(A) - P(B)) - (P'(A) - P'(B))| <= 2 tv``.  Feed the result to :func:`r1`-type radii
+    (:func:`radius_from_linear_margin`).  A *probit* margin bound cannot be shifted this way (``Phi^-1``
+    has unbounded slope near 0 and 1): under sound noise use the probability bounds of a reduction that
+    reports them (:func:`sound_probability_bounds`).
+
+    Examples
+    --------
+    >>> round(sound_linear_margin_lower(0.5, 1e-3), 12)
+    0.498
+    """
+    t = float(tv)
+    if not (math.isfinite(t) and t >= 0.0):
+        raise ValueError(f"tv must be a finite number >= 0, got {tv!r}")
+    D = np.asarray(linear_margin_lower, dtype=float)
+    return _out(D - 2.0 * t, np.ndim(linear_margin_lower) == 0)
+
+
+def r_sound(p_a_lower, p_b_upper, sigma, tv=0.0):
+    """Certified radius under *sound* noise: ``R2`` of the bounds shifted by ``tv``.
+
+    Parameters
+    ----------
+    p_a_lower, p_b_upper : float or array_like
+        Confidence bounds, as for :func:`r2`, on the smoothed probabilities estimated from samples drawn
+        with ``noise="sound"`` (:class:`backends.noise.SoundNoise`).
+    sigma : float
+        The standard deviation of the Gaussian that is rounded to the grid.
+    tv : float
+        ``SoundNoise.tv_bound(dim)``: the total-variation bound of the threshold rounding (``0`` for the
+        ideal rounded Gaussian).
+
+    Returns
+    -------
+    float or ndarray
+        The radius of every *grid point* ``x'`` (on the grid, inside the clip range) at which the
+        sound-noise smoothed classifier keeps the prediction; ``0.0`` where the shifted bounds cross.
+
+    Notes
+    -----
+    Derivation (Voráček & Hein 2023, section 5; ``docs/soundness.md``).  Let ``Q`` round every coordinate
+    to the nearest point of the grid ``lo + h Z`` and clip it to ``[lo, hi]``.  For ``x`` on the grid,
+    ``Q(x + eps) = clip(x + h round(eps / h))``, so the noisy copies the sampler draws (rounded Gaussian
+    offsets) are exactly ``Q(x + eps)`` with ``eps ~ N(0, sigma^2 I)`` continuous.  Hence the sound smoothed
+    classifier is ``p_k(x) = P(f(Q(x + eps)) = k)``: the *Gaussian* smoothing of the base classifier
+    ``f o Q``, defined on all of ``R^d``.  Cohen et al.'s theorem holds for every measurable base
+    classifier, and Salman et al.'s Lemma 2 (``Phi^-1(p_k)`` is ``1/sigma``-Lipschitz) for every
+    ``[0, 1]``-valued one, so :func:`r2` applies to ``f o Q`` verbatim: for every ``x'`` with
+    ``||x' - x|| < R`` the prediction of ``x' -> argmax_k P(f(Q(x' + eps)) = k)`` is unchanged.  For a grid
+    point ``x'`` that is what the sound sampler estimates at ``x'``; for other points it is the classifier
+    that rounds its input after adding the noise.  Floating point cannot break this: ``f`` only ever
+    receives one of finitely many grid values, a deterministic function of the integer grid index.  The
+    only approximation is the threshold rounding, absorbed by ``tv``
+    (:func:`sound_probability_bounds`).  The local-Lipschitz radii do *not* carry over: ``f o Q`` is not
+    Lipschitz.
+
+    References
+    ----------
+    Voráček, Hein, "Sound randomized smoothing in floating-point arithmetic", ICLR 2023.
+    Cohen, Rosenfeld, Kolter, ICML 2019, Theorem 1; Salman et al., NeurIPS 2019, Lemma 2.
+
+    Examples
+    --------
+    >>> r_sound(0.8, 0.1, 1.0) == r2(0.8, 0.1, 1.0)
+    True
+    >>> r_sound(0.8, 0.1, 1.0, tv=1e-3) < r2(0.8, 0.1, 1.0)
+    True
+    """
+    a, b = sound_probability_bounds(p_a_lower, p_b_upper, tv)
+    return r2(a, b, sigma)
+
+
+def r_sound_mono(p_a_lower, sigma, tv=0.0):
+    """Cohen's radius under sound noise: ``sigma Phi^-1(p_a_lower - tv)``; see :func:`r_sound`.
+
+    Examples
+    --------
+    >>> r_sound_mono(0.9, 0.5) == r_mono(0.9, 0.5)
+    True
+    >>> r_sound_mono(0.5 + 1e-12, 0.5, tv=1e-11)
+    0.0
+    """
+    a, _ = sound_probability_bounds(p_a_lower, 0.0, tv)
+    return r_mono(a, sigma)
