@@ -239,7 +239,7 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
     suffix = np.empty_like(d)
     suffix[-1] = np.iinfo(np.int64).max // 4
     suffix[:-1] = np.minimum.accumulate(d[::-1])[::-1][1:]
-    unreachable = np.minimum(suffix + t - 1, t)
+    unreachable = np.clip(suffix + t - 1, -1, t)
     unreachable[-1] = max_n  # at max_n nothing more can happen
     return ThresholdTable(c, alpha, (a, b), int(max_n), certify, refute, unreachable)
 
@@ -541,6 +541,7 @@ def dirichlet_margin_certifies(counts, theta: float, alpha: float, margin: str =
     check_choice(margin, "margin", ("probit", "linear"))
     alpha = check_alpha(alpha)
     x = _check_trinomial(counts)
+    pr = check_dirichlet_prior(prior)
     if x.sum() == 0 or x[0] == 0:
         return False
     th = float(theta)
@@ -549,7 +550,6 @@ def dirichlet_margin_certifies(counts, theta: float, alpha: float, margin: str =
     probit = margin == "probit"
     if _mle_margin(x, probit) <= th:
         return False
-    pr = check_dirichlet_prior(prior)
     return bool(_certify_curve(x[0], x[1], x[2], th, probit, _dirichlet_ct(x, pr), -math.log(alpha),
                                int(max_boxes)))
 
