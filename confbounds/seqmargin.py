@@ -244,25 +244,30 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
     return ThresholdTable(c, alpha, (a, b), int(max_n), certify, refute, unreachable)
 
 
-def futile(k: int, t: int, k_needed_at_max: int, max_n: int, z: float = 2.0) -> bool:
+def futile(k, t, k_needed_at_max, max_n: int, z: float = 2.0):
     """Futility heuristic (validity does not depend on it): ``r`` cannot be certified by ``max_n`` at an optimistic rate.
 
     The optimistic rate is ``p~ = min(1, p_hat + z sqrt(max(p_hat (1 - p_hat), 1/t) / t))``, ``p_hat = k / t``
     (the rule of ``radius.sequential``); ``r`` is futile when the projected count
     ``floor(k + p~ (max_n - t))`` stays below the count ``k_needed_at_max`` that certifies at ``max_n`` (for a
-    :class:`ThresholdTable` ``tab``: ``tab.certify[max_n]``).  O(1) per look.  It makes no claim: stopping on it
-    only gives up a radius (counts as not certified), so alpha is untouched.
+    :class:`ThresholdTable` ``tab``: ``tab.certify[max_n]``).  O(1) per look; ``k`` and ``t`` broadcast (arrays
+    give the rule along a whole path).  It makes no claim: stopping on it only gives up a radius (counts as not
+    certified), so alpha is untouched.
 
     >>> futile(900, 1000, 99_000, 100_000), futile(995, 1000, 99_000, 100_000)
     (True, False)
+    >>> futile([900, 995], [1000, 1000], 99_000, 100_000).tolist()
+    [True, False]
     """
-    if t <= 0:
-        return False
-    if t >= max_n:
-        return k < k_needed_at_max
-    ph = k / t
-    pt = min(1.0, ph + z * math.sqrt(max(ph * (1.0 - ph), 1.0 / t) / t))
-    return math.floor(k + pt * (max_n - t)) < k_needed_at_max
+    k_arr = np.asarray(k, dtype=float)
+    t_arr = np.asarray(t, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ph = np.where(t_arr > 0, k_arr / np.maximum(t_arr, 1.0), 0.0)
+        sd = np.sqrt(np.maximum(ph * (1.0 - ph), 1.0 / np.maximum(t_arr, 1.0)) / np.maximum(t_arr, 1.0))
+    pt = np.minimum(1.0, ph + z * sd)
+    proj = np.floor(k_arr + pt * np.maximum(max_n - t_arr, 0.0))
+    out = (t_arr > 0) & (proj < k_needed_at_max)
+    return bool(out) if out.ndim == 0 else out
 
 
 # ------------------------------------------------------------------------------- two one-sided CSs, buckets
