@@ -3,7 +3,8 @@
 Design (simulation, stated honestly)
 ------------------------------------
 1. Per-input class probabilities: the first ``--inputs`` digits test inputs, at sigma 0.25 and 0.5, are sampled
-   ``--prob-n`` times (default 200,000; 100,000 when stated in the JSON) through the bundled ONNX model
+   ``--prob-n`` times (the probability file records its ``n``; the shipped run used 50,000 at sigma 0.25 and
+   100,000 at sigma 0.5, a budget set by a heavily shared machine) through the bundled ONNX model
    (``backends.models.default_model_path(sigma)``); the empirical class frequencies are cached in
    ``benchmarks/results/frontier_probs_sigma{0.25,0.50}.json`` and then *taken as the true* class probabilities.
 2. Streams: for input ``i`` a fixed seed draws ``n0 = 100`` selection labels and one categorical stream of
@@ -37,7 +38,7 @@ Methods (reimplemented from the papers; no code copied)
   fixed-n Clopper-Pearson on ``n`` fresh samples.
 * ``ours``: the beta-binomial mixture CS (``confbounds.mixture``, prior Beta(1, 0.1); buckets Beta(0.1, 1)) read
   after every sample through integer threshold tables (``confbounds.seqmargin.mixture_threshold_table``) for
-  Rmono, and on a dense look grid (every sample up to 1,000, then every 0.2 %) for R2 (two one-sided CSs,
+  Rmono, and on a dense look grid (every sample up to 500, then every 1 %) for R2 (two one-sided CSs,
   ``bonferroni_margin_cs``); plus the futility rule (``futile``, z = 2; a heuristic: validity does not depend
   on it) and the look-ahead rule of the table.
 
@@ -55,7 +56,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numba
@@ -165,10 +166,11 @@ def make_stream(p: np.ndarray, label: int, idx: int, length: int, seed: int = ST
 
 @dataclass
 class Outcome:
-    """Samples used (estimation only; forward passes add ``n0``) and the certified radii."""
+    """Samples used (estimation only; forward passes add ``n0``), the certified and the refuted radii."""
 
     n: int
     certified: Dict[float, bool]
+    refuted: Dict[float, bool] = field(default_factory=dict)
 
 
 def first_true(mask: np.ndarray) -> int:
@@ -188,7 +190,8 @@ def decide(looks: np.ndarray, first_cert: Sequence[int], first_ref: Sequence[int
     stop = max(when)
     n = int(looks[-1]) if stop >= J else int(looks[stop])
     cert = {float(r): bool(c < J and c <= min(rf, f)) for r, c, rf, f in zip(radii, first_cert, first_ref, fut)}
-    return Outcome(n, cert)
+    ref = {float(r): bool(rf < J and rf < min(c, f)) for r, c, rf, f in zip(radii, first_cert, first_ref, fut)}
+    return Outcome(n, cert, ref)
 
 
 def _probit(p):
@@ -476,9 +479,10 @@ def iss_sample_size(pilot_top: int, n0: int, sigma: float, alpha: float = ALPHA,
     return lo
 
 
-def chen_iss(s: Stream, sigma: float, kind: str, alpha: float = ALPHA) -> Outcome:
+def chen_iss(s: Stream, sigma: float, kind: str, alpha: float = ALPHA, budget: int = N_FIXED,
+             kappa: float = ISS_KAPPA) -> Outcome:
     """Input-specific sampling (Chen et al. 2022): ``n`` from the pilot (selection sample), then fixed-n CP."""
-    n = iss_sample_size(int(s.selection[s.top]), int(s.selection.sum()), sigma, alpha)
+    n = iss_sample_size(int(s.selection[s.top]), int(s.selection.sum()), sigma, alpha, budget, kappa)
     return fixed_n_cohen(s, sigma, kind, alpha, n)
 
 
@@ -513,7 +517,7 @@ def voracek_betting(s: Stream, sigma: float, kind: str, tables: Optional[BetTabl
     return decide_chunked(looks, lambda lk: (*_ub_rmono_r2(s, sigma, kind, lk, cs_a, cs_b), None))
 
 
-def look_grid(max_n: int, dense: int = 1000, ratio: float = 1.002) -> np.ndarray:
+def look_grid(max_n: int, dense: int = 500, ratio: float = 1.01) -> np.ndarray:
     """Every sample up to ``dense``, then every ``ratio - 1`` relative step, and ``max_n``."""
     g = [np.arange(1, min(dense, max_n) + 1)]
     t = float(dense)
@@ -656,30 +660,42 @@ def print_table(out: dict) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--estimate", action="store_true", help="(re)estimate the class probabilities with the ONNX model")
-    ap.add_argument("--prob-n", type=int, default=200_000)
+    ap.add_argument("--prob-n", type=int, default=100_000)
     ap.add_argument("--sigma", type=float, nargs="+", default=list(SIGMAS))
     ap.add_argument("--inputs", type=int, default=200)
     ap.add_argument("--max-n", type=int, nargs="+", default=[100_000, 200_000], help="max_n of ours (one run each)")
+    ap.add_argument("--merge", action="store_true", help="only merge the per-sigma JSON files into --out")
     ap.add_argument("--out", default=os.path.join(RESULTS, "frontier.json"))
     args = ap.parse_args(argv)
     if args.estimate:
         for s in args.sigma:
             estimate_probs(s, args.inputs, args.prob_n)
         return
-    result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "python": platform.python_version(), "load_average_at_start": list(os.getloadavg())},
-              "config": {"alpha": ALPHA, "radii": RADII, "n0": N0, "n_fixed": N_FIXED, "stream_seed": STREAM_SEED,
-                         "horvath_stages": HORVATH_STAGES, "iss_kappa": ISS_KAPPA, "max_n_ours": args.max_n,
-                         "inputs": args.inputs, "bet_alternatives": "2^-j and 1 - 2^-j, j = 1..24"},
-              "sigmas": {}}
-    for s in args.sigma:
-        out = run_sigma(s, args.inputs, args.max_n)
-        result["sigmas"][f"{s:g}"] = out
-        print_table(out)
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    part = lambda s: os.path.join(RESULTS, f"frontier_sigma{s:.2f}.json")  # noqa: E731
+    if not args.merge:
+        for s in args.sigma:
+            load0 = list(os.getloadavg())
+            out = run_sigma(s, args.inputs, args.max_n)
+            out["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                              "python": platform.python_version(), "load_average_at_start": load0,
+                              "load_average_at_end": list(os.getloadavg())}
+            out["config"] = {"alpha": ALPHA, "radii": RADII, "n0": N0, "n_fixed": N_FIXED,
+                             "stream_seed": STREAM_SEED, "horvath_stages": HORVATH_STAGES, "iss_kappa": ISS_KAPPA,
+                             "max_n_ours": args.max_n, "inputs": args.inputs, "r2_look_grid": "1..500, then +1 %",
+                             "bet_alternatives": "2^-j and 1 - 2^-j, j = 1..24"}
+            with open(part(s), "w") as fh:
+                json.dump(out, fh, indent=1, default=str)
+            print_table(out)
+    result = {"sigmas": {}}
+    for s in SIGMAS:
+        if os.path.exists(part(s)):
+            with open(part(s)) as fh:
+                result["sigmas"][f"{s:g}"] = json.load(fh)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1, default=str)
+    if args.merge:
+        for out in result["sigmas"].values():
+            print_table(out)
     print(f"wrote {args.out}")
 
 
