@@ -219,7 +219,7 @@ def decide_from_bounds(looks, low, upp, radii=RADII, fut=None) -> Outcome:
     return decide(np.asarray(looks), fc, fr, ff, radii)
 
 
-def decide_chunked(looks, bounds_fn, radii=RADII, chunk: int = 200) -> Outcome:
+def decide_chunked(looks, bounds_fn, radii=RADII, chunk: int = 64) -> Outcome:
     """:func:`decide_from_bounds` evaluated on successive chunks of looks, stopping once every radius is decided.
 
     ``bounds_fn(looks_chunk) -> (low, upp, fut or None)``.  Same decisions as evaluating every look (decisions
