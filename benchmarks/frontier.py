@@ -269,7 +269,7 @@ _BET_MARGIN = 1e-9
 _LQ, _L1Q = np.log(BET_Q), np.log1p(-BET_Q)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=False)
 def _bet_logw(k, t, c, lq, l1q):
     """``log W_t(c) = log mean_q (q/c)^k ((1-q)/(1-c))^(t-k)`` (log-sum-exp over the alternatives; ``lq = log q``,
     ``l1q = log(1 - q)``)."""
@@ -306,7 +306,7 @@ def bet_log_wealth(k, t, c):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=False)
 def _bet_ends(k, t, thr, lq, l1q, lo, hi):
     for i in range(k.shape[0]):
         ph = k[i] / t[i]
@@ -345,7 +345,7 @@ def bet_cs(k, t, alpha):
     return lo.reshape(k.shape), hi.reshape(k.shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=False)
 def _bet_table(c, max_n, thr, lq, l1q, cert, ref):
     for t in range(1, max_n + 1):
         # certify: smallest k > c t rejected (t + 1: none)
@@ -531,17 +531,22 @@ def look_grid(max_n: int, dense: int = 500, ratio: float = 1.01) -> np.ndarray:
 class OurTables:
     """Mixture-CS threshold tables of ours (Rmono), one per radius, built once per sigma and ``max_n``."""
 
-    def __init__(self, sigma, max_n=N_FIXED, alpha=ALPHA, prior=TOP_PRIOR):
+    def __init__(self, sigma, max_n=N_FIXED, alpha=ALPHA, prior=TOP_PRIOR, final_share=0.0):
         self.max_n = max_n
-        self.tabs = {r: mixture_threshold_table(float(special.ndtr(r / sigma)), max_n, alpha, prior) for r in RADII}
+        self.final_share = final_share
+        self.tabs = {r: mixture_threshold_table(float(special.ndtr(r / sigma)), max_n, alpha, prior, final_share)
+                     for r in RADII}
 
 
 def ours(s: Stream, sigma: float, kind: str, tables: Optional[OurTables] = None, alpha: float = ALPHA,
-         max_n: int = N_FIXED, futility_z: Optional[float] = 2.0, grid=None) -> Outcome:
+         max_n: int = N_FIXED, futility_z: Optional[float] = 2.0, grid=None, final_share: float = 0.0) -> Outcome:
     """The beta-binomial mixture CS read after every sample (tables) with the futility and look-ahead rules (Rmono);
-    R2 from two one-sided mixture CSs on the dense look grid, futility by projecting the counts to ``max_n``."""
+    R2 from two one-sided mixture CSs on the dense look grid, futility by projecting the counts to ``max_n``.
+
+    ``final_share = s > 0``: the CSs run at ``(1 - s)`` of their alpha and a fixed-n Clopper-Pearson look at
+    ``max_n`` gets the rest (union bound; ``confbounds.seqmargin.mixture_threshold_table``)."""
     if kind == "Rmono":
-        tables = tables or OurTables(sigma, max_n, alpha)
+        tables = tables or OurTables(sigma, max_n, alpha, final_share=final_share)
         k = s.k_a[:max_n]
         t = np.arange(1, max_n + 1)
         looks = t
@@ -556,15 +561,29 @@ def ours(s: Stream, sigma: float, kind: str, tables: Optional[OurTables] = None,
             ff.append(first_true(fut))
         return decide(looks, fc, fr, ff)
     looks = grid if grid is not None else look_grid(max_n)
-    return decide_chunked(looks, lambda lk: _ours_r2_bounds(s, sigma, lk, alpha, max_n, futility_z))
+    return decide_chunked(looks, lambda lk: _ours_r2_bounds(s, sigma, lk, alpha, max_n, futility_z, final_share))
 
 
-def _ours_r2_bounds(s: Stream, sigma, looks, alpha, max_n, futility_z):
+def _final_r2_ends(ka, kb, max_n, alpha, K, final_share):
+    """Clopper-Pearson ends at ``max_n`` of the final look (``final_share`` of alpha, split as the CSs are)."""
+    lo = clopper_pearson(ka, max_n, final_share * alpha / 2)
+    hi = np.max(clopper_pearson(kb, max_n, final_share * alpha / (2 * K), side="upper"), axis=-1)
+    return lo, hi
+
+
+def _ours_r2_bounds(s: Stream, sigma, looks, alpha, max_n, futility_z, final_share=0.0):
     ka, kb = _counts_at(s, looks)
     K = kb.shape[1]
     t = np.asarray(looks, dtype=np.int64)
-    lo_a, hi_a = beta_binomial_cs(ka, t, alpha / 2, side="two-sided", prior=TOP_PRIOR)
-    lo_b, hi_b = beta_binomial_cs(kb, t[:, None], alpha / (2 * K), side="two-sided", prior=BUCKET_PRIOR)
+    a_cs = alpha * (1.0 - final_share)
+    lo_a, hi_a = beta_binomial_cs(ka, t, a_cs / 2, side="two-sided", prior=TOP_PRIOR)
+    lo_b, hi_b = beta_binomial_cs(kb, t[:, None], a_cs / (2 * K), side="two-sided", prior=BUCKET_PRIOR)
+    if final_share > 0 and t[-1] == max_n:
+        lo_f, hi_f = _final_r2_ends(ka[-1], kb[-1], max_n, alpha, K, final_share)
+        lo_a = lo_a.copy()
+        hi_b = hi_b.copy()
+        lo_a[-1] = max(lo_a[-1], lo_f)
+        hi_b[-1] = np.minimum(hi_b[-1], hi_f)
     low, upp = radius_bounds("R2", sigma, lo_a, hi_a, np.max(hi_b, axis=1), _max_singleton_lower(lo_b, s.singleton))
     fut = None
     if futility_z is not None:
@@ -577,8 +596,11 @@ def _ours_r2_bounds(s: Stream, sigma, looks, alpha, max_n, futility_z):
         pb_t = np.maximum(0.0, pb - futility_z * np.sqrt(np.maximum(pb * (1 - pb), 1 / tf[:, None]) / tf[:, None]))
         kb_f = np.minimum(max_n - ka_f[:, None], np.ceil(kb + pb_t * (max_n - tf[:, None]))).astype(np.int64)
         kb_f = np.maximum(kb_f, 0)
-        lo_f = beta_binomial_cs(ka_f, max_n, alpha / 2, side="lower", prior=TOP_PRIOR)
-        hi_f = np.max(beta_binomial_cs(kb_f, max_n, alpha / (2 * K), side="upper", prior=BUCKET_PRIOR), axis=1)
+        lo_f = beta_binomial_cs(ka_f, max_n, a_cs / 2, side="lower", prior=TOP_PRIOR)
+        hi_f = np.max(beta_binomial_cs(kb_f, max_n, a_cs / (2 * K), side="upper", prior=BUCKET_PRIOR), axis=1)
+        if final_share > 0:
+            lo_c, hi_c = _final_r2_ends(ka_f, kb_f, max_n, alpha, K, final_share)
+            lo_f, hi_f = np.maximum(lo_f, lo_c), np.minimum(hi_f, hi_c)
         low_f, _ = radius_bounds("R2", sigma, lo_f, np.ones_like(lo_f), hi_f, np.zeros_like(lo_f))
         fut = np.stack([low_f <= r for r in RADII], axis=1)
     return low, upp, fut
@@ -589,18 +611,22 @@ def _ours_r2_bounds(s: Stream, sigma, looks, alpha, max_n, futility_z):
 METHODS = ("fixed-n Cohen", "Voracek union-bound CS", "Voracek betting", "Horvath staged", "Chen ISS", "ours")
 
 
-def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], progress: bool = True) -> dict:
+def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], progress: bool = True,
+              max_n_final: Sequence[int] = (), final_share: float = 0.5) -> dict:
     probs, labels, rec = load_probs(sigma)
     if inputs is not None:
         probs, labels = probs[:inputs], labels[:inputs]
     N = len(labels)
-    length = max([N_FIXED, HORVATH_STAGES[-1]] + list(max_n_ours))
+    length = max([N_FIXED, HORVATH_STAGES[-1]] + list(max_n_ours) + list(max_n_final))
     t0 = time.perf_counter()
     our_tabs = {mn: OurTables(sigma, mn) for mn in max_n_ours}
+    fin_tabs = {mn: OurTables(sigma, mn, final_share=final_share) for mn in max_n_final}
     bet_tabs = BetTables(sigma)
-    grids = {mn: look_grid(mn) for mn in set(max_n_ours) | {N_FIXED}}
+    grids = {mn: look_grid(mn) for mn in set(max_n_ours) | set(max_n_final) | {N_FIXED}}
     t_tables = time.perf_counter() - t0
-    names = [m for m in METHODS if m != "ours"] + [f"ours (max_n={mn})" for mn in max_n_ours]
+    fin_name = lambda mn: f"ours+final CP (max_n={mn})"  # noqa: E731
+    names = ([m for m in METHODS if m != "ours"] + [f"ours (max_n={mn})" for mn in max_n_ours]
+             + [fin_name(mn) for mn in max_n_final])
     res = {name: {kind: {"n": [], "cert": {r: [] for r in RADII}} for kind in ("Rmono", "R2")} for name in names}
     correct = []
     for i in range(N):
@@ -616,6 +642,9 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
             }
             for mn in max_n_ours:
                 outs[f"ours (max_n={mn})"] = ours(s, sigma, kind, our_tabs[mn], max_n=mn, grid=grids[mn])
+            for mn in max_n_final:
+                outs[fin_name(mn)] = ours(s, sigma, kind, fin_tabs[mn], max_n=mn, grid=grids[mn],
+                                          final_share=final_share)
             for name, o in outs.items():
                 res[name][kind]["n"].append(o.n)
                 for r in RADII:
@@ -664,6 +693,9 @@ def main(argv=None):
     ap.add_argument("--sigma", type=float, nargs="+", default=list(SIGMAS))
     ap.add_argument("--inputs", type=int, default=200)
     ap.add_argument("--max-n", type=int, nargs="+", default=[100_000, 200_000], help="max_n of ours (one run each)")
+    ap.add_argument("--final-max-n", type=int, nargs="*", default=[100_000, 150_000],
+                    help="max_n of ours with a final Clopper-Pearson look (one run each)")
+    ap.add_argument("--final-share", type=float, default=0.5, help="share of alpha of the final look")
     ap.add_argument("--merge", action="store_true", help="only merge the per-sigma JSON files into --out")
     ap.add_argument("--out", default=os.path.join(RESULTS, "frontier.json"))
     args = ap.parse_args(argv)
@@ -675,13 +707,14 @@ def main(argv=None):
     if not args.merge:
         for s in args.sigma:
             load0 = list(os.getloadavg())
-            out = run_sigma(s, args.inputs, args.max_n)
+            out = run_sigma(s, args.inputs, args.max_n, max_n_final=args.final_max_n, final_share=args.final_share)
             out["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                               "python": platform.python_version(), "load_average_at_start": load0,
                               "load_average_at_end": list(os.getloadavg())}
             out["config"] = {"alpha": ALPHA, "radii": RADII, "n0": N0, "n_fixed": N_FIXED,
                              "stream_seed": STREAM_SEED, "horvath_stages": HORVATH_STAGES, "iss_kappa": ISS_KAPPA,
-                             "max_n_ours": args.max_n, "inputs": args.inputs, "r2_look_grid": "1..500, then +1 %",
+                             "max_n_ours": args.max_n, "max_n_ours_final": args.final_max_n,
+                             "final_share": args.final_share, "inputs": args.inputs, "r2_look_grid": "1..500, then +1 %",
                              "bet_alternatives": "2^-j and 1 - 2^-j, j = 1..24"}
             with open(part(s), "w") as fh:
                 json.dump(out, fh, indent=1, default=str)

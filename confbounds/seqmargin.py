@@ -116,7 +116,10 @@ class ThresholdTable:
     Attributes
     ----------
     c, alpha, prior, max_n
-        The boundary, the level of the CS (both ends, one Ville event), the Beta prior and the horizon.
+        The boundary, the total level, the Beta prior and the horizon.
+    final_share
+        Share of alpha spent on a fixed-n Clopper-Pearson look at ``max_n`` (0: none; see
+        :func:`mixture_threshold_table`).
     certify : ndarray of int64
         Smallest ``k`` with the CS's lower end ``> c`` (``t + 1`` when no count certifies at ``t``).
     refute : ndarray of int64
@@ -134,6 +137,7 @@ class ThresholdTable:
     certify: np.ndarray
     refute: np.ndarray
     unreachable: np.ndarray
+    final_share: float = 0.0
 
     def certified(self, k: int, t: int) -> bool:
         """``L_t > c`` (O(1))."""
@@ -148,7 +152,24 @@ class ThresholdTable:
         return k > self.unreachable[t]
 
 
-def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR) -> ThresholdTable:
+def _cp_certify_count(c: float, n: int, level: float) -> int:
+    """Smallest ``k`` with the one-sided Clopper-Pearson lower bound ``> c`` at ``n`` (``n + 1`` when none)."""
+    from .binomial import clopper_pearson
+
+    if not clopper_pearson(n, n, level) > c:
+        return n + 1
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if clopper_pearson(mid, n, level) > c:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR,
+                            final_share: float = 0.0) -> ThresholdTable:
     """Threshold table of the beta-binomial mixture CS (:func:`confbounds.mixture.beta_binomial_cs`) at ``c``.
 
     Parameters
@@ -162,6 +183,14 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
         certify and refute decisions at every ``t`` are jointly correct with probability ``>= 1 - alpha``.
     prior : (a, b)
         Beta mixing prior (default :data:`TOP_PRIOR`).
+    final_share : float in [0, 1)
+        Share ``s`` of alpha spent on one fixed-n look: the CS runs at ``(1 - s) alpha`` and, at ``t = max_n``
+        only, a one-sided Clopper-Pearson lower bound at ``s alpha`` may also certify (``certify[max_n]`` is the
+        smaller of the two counts).  Union bound: every decision at every ``t`` is correct with probability
+        ``>= 1 - alpha`` (the Clopper-Pearson event is about the count at the fixed time ``max_n``, whether or not
+        the procedure gets there).  Refutations use the CS only.  The idea is the one of group-sequential designs
+        and of Horvath et al. (2022, staged sampling): the inputs that need every sample are decided by the
+        sharper fixed-n bound.  Default 0 (the plain CS at ``alpha``).
 
     Returns
     -------
@@ -199,7 +228,13 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
         raise ValueError(f"max_n must be an integer >= 1, got {max_n!r}")
     alpha = check_alpha(alpha)
     a, b = check_prior(prior)
-    log_thr = -math.log(alpha)
+    try:
+        share = float(final_share)
+    except (TypeError, ValueError):
+        raise ValueError(f"final_share must be a number in [0, 1), got {final_share!r}") from None
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"final_share must lie in [0, 1), got {final_share!r}")
+    log_thr = -math.log(alpha * (1.0 - share))
     t = np.arange(0, max_n + 1, dtype=np.int64)
     # certify: smallest k in [ceil(c t), t] rejected; t + 1 if none
     lo = np.minimum(np.ceil(c * t).astype(np.int64), t)
@@ -234,6 +269,8 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
         hi = np.where(act & ~rej, mid - 1, hi)
     refute = lo
     refute[0] = -1
+    if share > 0:
+        certify[max_n] = min(int(certify[max_n]), _cp_certify_count(c, int(max_n), share * alpha))
     # look-ahead: reachable from (k, t) iff k - t >= min_{t < s <= max_n} (certify[s] - s)
     d = certify - t
     suffix = np.empty_like(d)
@@ -241,7 +278,7 @@ def mixture_threshold_table(c: float, max_n: int, alpha: float, prior=TOP_PRIOR)
     suffix[:-1] = np.minimum.accumulate(d[::-1])[::-1][1:]
     unreachable = np.clip(suffix + t - 1, -1, t)
     unreachable[-1] = max_n  # at max_n nothing more can happen
-    return ThresholdTable(c, alpha, (a, b), int(max_n), certify, refute, unreachable)
+    return ThresholdTable(c, alpha, (a, b), int(max_n), certify, refute, unreachable, share)
 
 
 def futile(k, t, k_needed_at_max, max_n: int, z: float = 2.0):

@@ -85,6 +85,32 @@ def test_unreachable_by_brute_force():
     assert tab.unreachable[300] == 300
 
 
+def test_final_look_share():
+    # final_share = s: the CS at (1 - s) alpha, and at max_n the smaller of its count and the Clopper-Pearson
+    # count at s alpha (recomputed here with confbounds.clopper_pearson)
+    c, max_n, alpha = 0.99, 5000, 0.001
+    plain = mixture_threshold_table(c, max_n, alpha * 0.5)
+    tab = mixture_threshold_table(c, max_n, alpha, final_share=0.5)
+    assert np.array_equal(tab.certify[:-1], plain.certify[:-1]) and np.array_equal(tab.refute, plain.refute)
+    k = int(tab.certify[max_n])
+    assert k < plain.certify[max_n]
+    assert clopper_pearson(k, max_n, alpha * 0.5) > c >= clopper_pearson(k - 1, max_n, alpha * 0.5)
+    assert np.all(tab.unreachable <= plain.unreachable)
+    with pytest.raises(ValueError, match="final_share"):
+        mixture_threshold_table(c, max_n, alpha, final_share=1.0)
+
+
+@pytest.mark.parametrize("c", [0.9, float(special.ndtr(2.0))])
+def test_final_look_valid_under_optional_stopping(c):
+    # CS at alpha/2 read after every sample plus Clopper-Pearson at alpha/2 at max_n, p at the boundary
+    reps, max_n = 1500, 1000
+    tab = mixture_threshold_table(c, max_n, ALPHA, (1.0, 0.1), final_share=0.5)
+    k = _bernoulli_paths(np.random.default_rng(7), c, reps, max_n)
+    wrong = (k >= tab.certify[None, 1:]) | (k <= tab.refute[None, 1:])
+    errors = int(np.sum(wrong.any(axis=1)))
+    assert _rate_ok(errors, reps, ALPHA), errors
+
+
 def test_table_rejects_bad_arguments():
     with pytest.raises(ValueError, match="c must lie"):
         mixture_threshold_table(1.0, 10, 0.1)
