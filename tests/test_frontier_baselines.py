@@ -51,13 +51,14 @@ def tables():
     out = {}
     for kind in ("Rmono", "R2"):
         sigma, _ = _setting(kind)
-        out[kind] = (F.OurTables(sigma, MAX_N, ALPHA), F.BetTables(sigma, MAX_N, ALPHA))
+        out[kind] = (F.OurTables(sigma, MAX_N, ALPHA), F.BetTables(sigma, MAX_N, ALPHA),
+                     F.OurTables(sigma, MAX_N, ALPHA, final_share=0.5))
     return out
 
 
 def _run(method, kind, tables, seed):
     sigma, p = _setting(kind)
-    ours_tab, bet_tab = tables[kind]
+    ours_tab, bet_tab, final_tab = tables[kind]
     grid = F.look_grid(MAX_N, dense=100, ratio=1.05)  # sparser than the benchmark's: the betting CS is slow
     wrong_cert = wrong_ref = wrong = runs = 0
     for i in range(REPS):
@@ -75,6 +76,8 @@ def _run(method, kind, tables, seed):
             o = F.horvath_staged(s, sigma, kind, ALPHA, stages=(15, 150, MAX_N))
         elif method == "Chen ISS":
             o = F.chen_iss(s, sigma, kind, ALPHA, budget=MAX_N)
+        elif method == "ours+final CP":
+            o = F.ours(s, sigma, kind, final_tab, ALPHA, max_n=MAX_N, grid=grid, final_share=0.5)
         else:
             o = F.ours(s, sigma, kind, ours_tab, ALPHA, max_n=MAX_N, grid=grid)
         cert_any = any(o.certified.values())
@@ -87,7 +90,7 @@ def _run(method, kind, tables, seed):
 
 @pytest.mark.parametrize("kind", ["Rmono", "R2"])
 @pytest.mark.parametrize("method", ["fixed-n Cohen", "Voracek union-bound CS", "Voracek betting", "Horvath staged",
-                                    "Chen ISS", "ours"])
+                                    "Chen ISS", "ours", "ours+final CP"])
 def test_baseline_valid_under_optional_stopping(method, kind, tables):
     runs, wc, wr, w = _run(method, kind, tables, seed=11)
     assert runs >= 0.98 * REPS
