@@ -612,7 +612,7 @@ METHODS = ("fixed-n Cohen", "Voracek union-bound CS", "Voracek betting", "Horvat
 
 
 def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], progress: bool = True,
-              max_n_final: Sequence[int] = (), final_share: float = 0.5) -> dict:
+              max_n_final: Sequence[int] = (), final_share: float = 0.5, final_z: Sequence[float] = (2.0,)) -> dict:
     probs, labels, rec = load_probs(sigma)
     if inputs is not None:
         probs, labels = probs[:inputs], labels[:inputs]
@@ -624,9 +624,9 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
     bet_tabs = BetTables(sigma)
     grids = {mn: look_grid(mn) for mn in set(max_n_ours) | set(max_n_final) | {N_FIXED}}
     t_tables = time.perf_counter() - t0
-    fin_name = lambda mn: f"ours+final CP (max_n={mn})"  # noqa: E731
+    fin_name = lambda mn, z: f"ours+final CP (max_n={mn}, z={z:g})"  # noqa: E731
     names = ([m for m in METHODS if m != "ours"] + [f"ours (max_n={mn})" for mn in max_n_ours]
-             + [fin_name(mn) for mn in max_n_final])
+             + [fin_name(mn, z) for mn in max_n_final for z in final_z])
     res = {name: {kind: {"n": [], "cert": {r: [] for r in RADII}} for kind in ("Rmono", "R2")} for name in names}
     correct = []
     for i in range(N):
@@ -643,8 +643,9 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
             for mn in max_n_ours:
                 outs[f"ours (max_n={mn})"] = ours(s, sigma, kind, our_tabs[mn], max_n=mn, grid=grids[mn])
             for mn in max_n_final:
-                outs[fin_name(mn)] = ours(s, sigma, kind, fin_tabs[mn], max_n=mn, grid=grids[mn],
-                                          final_share=final_share)
+                for z in final_z:
+                    outs[fin_name(mn, z)] = ours(s, sigma, kind, fin_tabs[mn], max_n=mn, grid=grids[mn],
+                                                 final_share=final_share, futility_z=z)
             for name, o in outs.items():
                 res[name][kind]["n"].append(o.n)
                 for r in RADII:
@@ -681,9 +682,29 @@ def print_table(out: dict) -> None:
         print(f"{'method':28s} {'passes':>11s} {'x fewer':>8s} " + " ".join(f"r={r:<5g}" for r in RADII) + "  within 1pp")
         for name, row in out["methods"].items():
             r_ = row[kind]
-            acc = " ".join(f"{100 * r_['certified_accuracy'][r]:7.1f}" for r in RADII)
+            ca = {float(k): v for k, v in r_["certified_accuracy"].items()}  # JSON keys are strings
+            acc = " ".join(f"{100 * ca[float(r)]:7.1f}" for r in RADII)
             print(f"{name:28s} {r_['forward_passes']:11d} {r_['x_fewer_than_fixed_n']:8.2f} {acc}  "
                   f"{'yes' if r_['within_1pp_of_fixed_n'] else 'no'}")
+
+
+def markdown_tables(result: dict) -> str:
+    """The comparison as Markdown (one table per sigma and radius kind), from the merged JSON."""
+    lines = []
+    for sig, out in result["sigmas"].items():
+        for kind in ("Rmono", "R2"):
+            lines.append(f"\n**sigma = {sig}, {kind}** ({out['inputs']} inputs, alpha = {ALPHA}; fixed n = "
+                         f"{N_FIXED:,} + n0 = {N0})\n")
+            lines.append("| method | forward passes | x fewer than fixed n | " +
+                         " | ".join(f"r = {r:g}" for r in RADII) + " | within 1 pt of fixed n |")
+            lines.append("|---|---:|---:|" + "---:|" * len(RADII) + "---|")
+            for name, row in out["methods"].items():
+                r_ = row[kind]
+                ca = {float(k): v for k, v in r_["certified_accuracy"].items()}
+                lines.append(f"| {name} | {r_['forward_passes']:,} | {r_['x_fewer_than_fixed_n']:.2f} | " +
+                             " | ".join(f"{100 * ca[float(r)]:.1f}" for r in RADII) +
+                             f" | {'yes' if r_['within_1pp_of_fixed_n'] else 'no'} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -696,6 +717,9 @@ def main(argv=None):
     ap.add_argument("--final-max-n", type=int, nargs="*", default=[100_000, 150_000],
                     help="max_n of ours with a final Clopper-Pearson look (one run each)")
     ap.add_argument("--final-share", type=float, default=0.5, help="share of alpha of the final look")
+    ap.add_argument("--final-z", type=float, nargs="+", default=[2.0, 3.0],
+                    help="futility z of the final-look variants (one run each; a heuristic)")
+    ap.add_argument("--markdown", action="store_true", help="with --merge: also print the Markdown tables")
     ap.add_argument("--merge", action="store_true", help="only merge the per-sigma JSON files into --out")
     ap.add_argument("--out", default=os.path.join(RESULTS, "frontier.json"))
     args = ap.parse_args(argv)
@@ -707,14 +731,16 @@ def main(argv=None):
     if not args.merge:
         for s in args.sigma:
             load0 = list(os.getloadavg())
-            out = run_sigma(s, args.inputs, args.max_n, max_n_final=args.final_max_n, final_share=args.final_share)
+            out = run_sigma(s, args.inputs, args.max_n, max_n_final=args.final_max_n, final_share=args.final_share,
+                            final_z=args.final_z)
             out["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                               "python": platform.python_version(), "load_average_at_start": load0,
                               "load_average_at_end": list(os.getloadavg())}
             out["config"] = {"alpha": ALPHA, "radii": RADII, "n0": N0, "n_fixed": N_FIXED,
                              "stream_seed": STREAM_SEED, "horvath_stages": HORVATH_STAGES, "iss_kappa": ISS_KAPPA,
                              "max_n_ours": args.max_n, "max_n_ours_final": args.final_max_n,
-                             "final_share": args.final_share, "inputs": args.inputs, "r2_look_grid": "1..500, then +1 %",
+                             "final_share": args.final_share, "final_z": args.final_z, "futility_z_ours": 2.0,
+                             "inputs": args.inputs, "r2_look_grid": "1..500, then +1 %",
                              "bet_alternatives": "2^-j and 1 - 2^-j, j = 1..24"}
             with open(part(s), "w") as fh:
                 json.dump(out, fh, indent=1, default=str)
@@ -729,6 +755,8 @@ def main(argv=None):
     if args.merge:
         for out in result["sigmas"].values():
             print_table(out)
+        if args.markdown:
+            print(markdown_tables(result))
     print(f"wrote {args.out}")
 
 
