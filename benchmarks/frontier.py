@@ -655,6 +655,9 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
     if progress:
         print(file=sys.stderr)
     correct = np.asarray(correct)
+    p_top = [float(probs[i][make_stream(probs[i], labels[i], i, 1).top]) for i in range(N)]
+    thr = special.ndtr(np.asarray(RADII) / sigma)
+    dist = np.min(np.abs(np.asarray(p_top)[:, None] - thr[None, :]), axis=1)
     table = {}
     for name in names:
         table[name] = {}
@@ -663,7 +666,8 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
             passes = int(n.sum() + N * N0)
             acc = {r: float(np.mean(correct & np.asarray(res[name][kind]["cert"][r]))) for r in RADII}
             table[name][kind] = {"forward_passes": passes, "median_per_input": float(np.median(n) + N0),
-                                 "max_per_input": int(n.max() + N0), "certified_accuracy": acc}
+                                 "max_per_input": int(n.max() + N0), "certified_accuracy": acc,
+                                 "estimation_samples_per_input": n.tolist()}
     for kind in ("Rmono", "R2"):
         ref = table["fixed-n Cohen"][kind]
         for name in names:
@@ -672,7 +676,8 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
             row["accuracy_difference_pp"] = {r: 100 * (row["certified_accuracy"][r] - ref["certified_accuracy"][r])
                                              for r in RADII}
             row["within_1pp_of_fixed_n"] = bool(all(d >= -1.0 - 1e-9 for d in row["accuracy_difference_pp"].values()))
-    return {"sigma": sigma, "inputs": N, "prob_n": rec["n"], "clean_accuracy_selection": float(correct.mean()),
+    return {"sigma": sigma, "inputs": N, "prob_n": rec["n"], "p_top": p_top,
+            "distance_to_nearest_threshold": dist.tolist(), "clean_accuracy_selection": float(correct.mean()),
             "tables_s": t_tables, "wall_s": time.perf_counter() - t0, "methods": table}
 
 
