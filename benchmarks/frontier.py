@@ -684,7 +684,8 @@ def run_sigma(sigma: float, inputs: Optional[int], max_n_ours: Sequence[int], pr
 def print_table(out: dict) -> None:
     for kind in ("Rmono", "R2"):
         print(f"\nsigma = {out['sigma']}, {kind} ({out['inputs']} inputs, alpha = {ALPHA})")
-        print(f"{'method':28s} {'passes':>11s} {'x fewer':>8s} " + " ".join(f"r={r:<5g}" for r in RADII) + "  within 1pp")
+        head = f"{'method':28s} {'passes':>11s} {'x fewer':>8s} " + " ".join(f"r={r:<5g}" for r in RADII)
+        print(head + "  within 1pp")
         for name, row in out["methods"].items():
             r_ = row[kind]
             ca = {float(k): v for k, v in r_["certified_accuracy"].items()}  # JSON keys are strings
