@@ -178,6 +178,8 @@ INAPPLICABLE: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("x_key", lambda a: _data_kind(a) != "npz", "it applies only to an .npz --data file"),
     ("y_key", lambda a: _data_kind(a) != "npz", "it applies only to an .npz --data file"),
     ("labels", lambda a: _data_kind(a) != "npy", "it applies only to an .npy --data file"),
+    ("noise", lambda a: bool(a.sequential) and a.noise == "sound",
+     "--noise sound applies only to fixed-n runs (the sequential scheduler draws float noise)"),
     ("grid", lambda a: a.noise != "sound", "it applies only with --noise sound"),
     ("clip", lambda a: a.noise != "sound", "it applies only with --noise sound"),
     ("factory", lambda a: a.model is None, "it applies only with --model (a state dict)"),
