@@ -213,16 +213,6 @@ def _load_torch_module(path: str, factory):
 
 
 # -------------------------------------------------------------------------------------------- ONNX loading
-def _onnx_session_options(session_options):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions() if session_options is None else session_options
-    # no spinning intra-op threads between runs: they take CPU from the bounds computed between model calls
-    # (benchmarks/pipeline.py measured the exact bound's share of a run falling several-fold with spinning)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return so
-
-
 def _onnx_providers(device, providers):
     if device is None:
         return providers
@@ -255,7 +245,11 @@ def _make_onnx(path: str, *, sigma, batch_size, device, simplex, temperature, in
     _check_onnx_file(path)
     kw = dict(sampler_kwargs)
     kw["providers"] = _onnx_providers(device, kw.get("providers"))
-    kw["session_options"] = _onnx_session_options(kw.get("session_options"))
+    # no spinning threads between runs: they take CPU from the bounds computed between model calls
+    # (benchmarks/pipeline.py measured the exact bound's share of a run falling several-fold with spinning)
+    from .export import ort_session_options
+
+    kw["session_options"] = ort_session_options(kw.get("session_options"))
     try:
         return OnnxSampler(path, sigma=sigma, batch_size=batch_size, simplex=simplex, temperature=temperature,
                            normalize=normalize, num_classes=num_classes, input_shape=input_shape, **kw)

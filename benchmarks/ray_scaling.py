@@ -95,11 +95,10 @@ def main(argv=None):
         return {"wall_s": wall, "cpu_s": cpu, "throughput": k / wall, "latency": wall / k}
 
     s_default, _ = open_sampler(path, RunSpec(sigma=SIGMA), batch_size=1000)
-    import onnxruntime as ort
+    from backends.export import ort_session_options
 
-    so = ort.SessionOptions()
+    so = ort_session_options()  # no spinning threads (the one helper), one intra-op thread
     so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     s_one, _ = open_sampler(path, RunSpec(sigma=SIGMA), batch_size=1000, session_options=so)
 
     def ray_run(w, rep):

@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=None, help="certify only the first K inputs")
     s = c.add_argument_group("sampling and method")
     s.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
-    s.add_argument("--noise", default=None, help="noise kind: float (default) or another the samplers support")
+    s.add_argument("--noise", default=None, choices=("float", "sound"),
+                   help="float (floating-point Gaussian, default) or sound (the rounded Gaussian on --grid; "
+                        "see docs/soundness.md)")
+    s.add_argument("--grid", default=None,
+                   help="(--noise sound) grid step the inputs lie on, e.g. 1/255 or 1/16 (required with sound)")
+    s.add_argument("--clip", nargs=2, default=None, metavar=("LO", "HI"),
+                   help="(--noise sound) clip range, grid points (default -k 1+k, k = max(1, ceil(6 sigma)))")
     s.add_argument("--n0", type=int, default=None, help="selection samples per input (default 100)")
     s.add_argument("--n", type=int, default=None, help="estimation samples per input (default 10000)")
     s.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
@@ -172,6 +178,10 @@ INAPPLICABLE: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("x_key", lambda a: _data_kind(a) != "npz", "it applies only to an .npz --data file"),
     ("y_key", lambda a: _data_kind(a) != "npz", "it applies only to an .npz --data file"),
     ("labels", lambda a: _data_kind(a) != "npy", "it applies only to an .npy --data file"),
+    ("noise", lambda a: bool(a.sequential) and a.noise == "sound",
+     "--noise sound applies only to fixed-n runs (the sequential scheduler draws float noise)"),
+    ("grid", lambda a: a.noise != "sound", "it applies only with --noise sound"),
+    ("clip", lambda a: a.noise != "sound", "it applies only with --noise sound"),
     ("factory", lambda a: a.model is None, "it applies only with --model (a state dict)"),
     ("input_shape", lambda a: a.model is None, "the shipped model's input shape is known"),
     ("num_classes", lambda a: a.model is None, "the shipped model's class count is known"),
@@ -226,6 +236,8 @@ def _spec(a):
     kw = dict(sigma=a.sigma, n0=100 if a.n0 is None else a.n0, seed=0 if a.seed is None else a.seed,
               simplex=a.simplex, temperature=a.temperature, noise=a.noise or "float", backend=a.backend,
               sequential=seq)
+    if a.noise == "sound":
+        kw.update(grid=a.grid, clip=None if a.clip is None else tuple(a.clip))
     if a.alpha is not None:
         kw["alpha"] = a.alpha
     if not a.sequential:
@@ -243,6 +255,8 @@ def _stem(path: Optional[str]) -> str:
 def default_paths(a, spec, dname: str, model_path: str) -> Tuple[str, Optional[str]]:
     """Results TSV and counts-log paths of ``certify`` (named after the data, the model and the spec)."""
     stem = f"{dname}_{_stem(model_path)}_sigma{spec.sigma:g}"
+    if spec.noise == "sound":  # "sound-grid1-16-clip-2-3": never the float run's file
+        stem += f"_sound-grid{spec.grid.replace('/', '-')}-clip{'-'.join(c.replace('/', '-') for c in spec.clip)}"
     if spec.sequential is not None:
         q = spec.sequential
         tag = f"sequential_{q.bound}_maxn{q.max_n}"

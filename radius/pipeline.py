@@ -19,7 +19,7 @@ raw-counts log under any other method, without the model.
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -30,6 +30,15 @@ from .run.step import Samples, bound_one
 from .run.writer import dry_run, open_run
 
 __all__ = ["certify_dataset", "recertify", "input_seeds"]
+
+
+def _sampler_noise(sampler) -> Dict[str, Any]:
+    """The spec's noise fields of an in-memory sampler: sound (grid, clip) if it draws sound noise, else float."""
+    sound = getattr(sampler, "sound", None)
+    if sound is None:
+        return {"noise": "float"}
+    d = sound.describe()
+    return {"noise": "sound", "grid": d["grid"], "clip": tuple(d["clip"])}
 
 
 def certify_dataset(sampler, inputs, labels=None, *, sigma: float, alpha: float = 0.001, n0: int = 100,
@@ -45,7 +54,11 @@ def certify_dataset(sampler, inputs, labels=None, *, sigma: float, alpha: float 
     sampler : backends.base.Sampler
         ``counts(x, n, seed)`` (and ``scores`` for ``mode="scores"``); its
         ``sigma`` must equal ``sigma``; in scores mode its ``simplex`` and
-        ``temperature`` are recorded in the metadata.
+        ``temperature`` are recorded in the metadata.  A sampler that draws
+        sound noise (``sampler.sound``, :class:`backends.noise.SoundNoise`)
+        runs a ``noise="sound"`` spec with its grid and clip: the radius then
+        accounts for the threshold-rounding bound ``sampler.sound.tv_bound(dim)``
+        (theory §7), which the exact reduction with R2 cannot (refused).
     inputs : array_like, shape (N, ...), or iterable of (x, y)
         The inputs (in the space where the noise is added); with
         ``labels=None``, an iterable of ``(x, y)`` pairs.
@@ -113,7 +126,7 @@ def certify_dataset(sampler, inputs, labels=None, *, sigma: float, alpha: float 
     spec = RunSpec(sigma=sigma, alpha=alpha, n0=n0, n=n, seed=seed, mode=mode, simplex=simplex,
                    temperature=temperature, radius=radius, reduction=reduction,
                    bound=bound, lipschitz=lipschitz, output_range=output_range, model=model_id,
-                   noise=getattr(sampler, "noise_kind", None) or "float")
+                   **_sampler_noise(sampler))
     return run_local(spec, sampler, inputs, labels, out=out, counts_log=counts_log, limit=limit,
                      progress=progress, overlap=overlap)
 

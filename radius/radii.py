@@ -605,7 +605,8 @@ def r_mono_lip_paper(p1, sigma, L) -> float:
 def sound_probability_bounds(p_a_lower, p_b_upper, tv):
     """Bounds on the *ideal* rounded-Gaussian smoothed probabilities from bounds on the *drawn* ones.
 
-    ``(max(p_a_lower - tv, 0), min(p_b_upper + tv, 1))``, with ``tv`` a bound on the total variation
+    ``(max(p_a_lower - tv, 0), min(p_b_upper + tv, 1))`` (for ``tv > 0`` each moved one more ulp outward, so
+    that rounding the subtraction never helps: ``0.98 - 5e-17`` rounds to ``0.98``), with ``tv`` a bound on the total variation
     between the noise the sampler draws and the ideal rounded Gaussian
     (:meth:`backends.noise.SoundNoise.tv_bound`): every event, in particular "the base classifier says
     ``k``", has probabilities within ``tv`` under the two laws, so valid bounds on the drawn
@@ -622,7 +623,10 @@ def sound_probability_bounds(p_a_lower, p_b_upper, tv):
         raise ValueError(f"tv must be a finite number >= 0, got {tv!r}")
     a = _check_prob(p_a_lower, "p_a_lower")
     b = _check_prob(p_b_upper, "p_b_upper")
-    lo, hi = np.maximum(a - t, 0.0), np.minimum(b + t, 1.0)
+    lo, hi = a - t, b + t
+    if t > 0.0:  # one ulp outward: the rounded shift never helps the user (theory §2.4; a - t may round to a)
+        lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+    lo, hi = np.maximum(lo, 0.0), np.minimum(hi, 1.0)
     if np.ndim(p_a_lower) == 0 and np.ndim(p_b_upper) == 0:
         return float(lo), float(hi)
     return lo, hi
@@ -645,8 +649,10 @@ def sound_linear_margin_lower(linear_margin_lower, tv):
     t = float(tv)
     if not (math.isfinite(t) and t >= 0.0):
         raise ValueError(f"tv must be a finite number >= 0, got {tv!r}")
-    D = np.asarray(linear_margin_lower, dtype=float)
-    return _out(D - 2.0 * t, np.ndim(linear_margin_lower) == 0)
+    D = np.asarray(linear_margin_lower, dtype=float) - 2.0 * t
+    if t > 0.0:  # one ulp down: the rounded shift never helps the user
+        D = np.nextafter(D, -np.inf)
+    return _out(D, np.ndim(linear_margin_lower) == 0)
 
 
 def r_sound(p_a_lower, p_b_upper, sigma, tv=0.0):

@@ -85,7 +85,11 @@ def test_certify_npz_data_and_torch_model(tmp_path, capsys):
     (["certify", "--mode", "scores", "--simplex", "soft"], "simplex"),
     (["recertify", "missing.jsonl", "--out", "x.tsv"], "missing.jsonl: no such file"),
     (["report", "missing.tsv"], "missing.tsv: no such file"),
-    (["certify", "--noise", "quantum"], "noise"),
+    (["certify", "--noise", "sound"], "noise='sound' needs grid"),
+    (["certify", "--noise", "sound", "--grid", "0.3", "--reduction", "cohen", "--radius", "Rmono"],
+     "not a multiple of the grid step 3/10"),
+    (["certify", "--noise", "sound", "--grid", "abc", "--reduction", "cohen", "--radius", "Rmono"], "grid must be"),
+    (["certify", "--grid", "1/16"], "--grid does not apply here"),
     (["certify", "--data", "x.npy"], "--labels"),
 ])
 def test_bad_arguments_give_clear_errors(tmp_path, capsys, monkeypatch, argv, message):
@@ -285,10 +289,14 @@ def test_model_flags_are_forwarded_to_the_loader(tmp_path, capsys, monkeypatch):
     assert seen["num_classes"] == 10 and seen["normalize"] == (0.0, 1.0) and seen["input_shape"] == (1, 8, 8)
     assert "noise" not in seen and "backend" not in seen  # defaults are not forwarded
     rc, _, se = run(["certify", *common, "--out", tmp_path / "b.tsv", "--input-shape", 1, 8, 8,
-                     "--normalize", "0,0", "1,1", "--noise", "sound", "--backend", "onnx"], capsys)
+                     "--normalize", "0,0", "1,1", "--noise", "sound", "--grid", "1/16", "--clip", "-1", "2",
+                     "--backend", "onnx"], capsys)
     assert seen["noise"] == "sound" and seen["backend"] == "onnx" and seen["normalize"] == ([0.0, 0.0], [1.0, 1.0])
+    assert seen["grid"] == "1/16" and seen["clip"] == ("-1", "2")
     monkeypatch.setattr(loading, "load_sampler", real)
-    rc, _, se = run(["certify", *common, "--out", tmp_path / "c.tsv", "--noise", "quantum"], capsys)
-    assert rc == 2 and "confbounds certify: error:" in se and "quantum" in se
+    with pytest.raises(SystemExit) as ex:  # argparse's choices: float, sound
+        main([str(a) for a in ["certify", *common, "--out", tmp_path / "c.tsv", "--noise", "quantum"]])
+    se = capsys.readouterr().err
+    assert ex.value.code == 2 and "invalid choice: 'quantum'" in se
     rc, _, se = run(["certify", *common, "--out", tmp_path / "c.tsv", "--normalize", "a", "1"], capsys)
     assert rc == 2 and "--normalize MEAN" in se

@@ -22,7 +22,7 @@ VALUES = {
     "counts_log": ["--counts-log", "c.jsonl"], "split": ["--split", "train"], "x_key": ["--x-key", "a"],
     "y_key": ["--y-key", "b"], "labels": ["--labels", "y.npy"], "factory": ["--factory", "m:f"],
     "input_shape": ["--input-shape", "1", "8", "8"], "num_classes": ["--num-classes", "10"],
-    "normalize": ["--normalize", "0.5", "0.2"],
+    "normalize": ["--normalize", "0.5", "0.2"], "grid": ["--grid", "1/16"], "noise": ["--noise", "sound"], "clip": ["--clip", "-2", "3"],
 }
 
 BASES = [
@@ -37,6 +37,7 @@ BASES = [
     ["--data", "d.npz"],
     ["--data", "d.npy", "--labels", "y.npy"],
     ["--model", "m.pt"],
+    ["--noise", "sound", "--grid", "1/16", "--reduction", "cohen", "--radius", "Rmono"],
 ]
 
 

@@ -440,10 +440,17 @@ def test_resume_refuses_another_noise_or_backend(tmp_path):
     from radius.run.spec import RunSpec
 
     x, y = make_data(3)
+    x = np.clip(np.round(x * 16) / 16, -3, 4)  # on the 1/16 grid inside the default clip (-3, 4) of sigma 0.5
     out = str(tmp_path / "r.tsv")
     spec = RunSpec(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni", model="toy")
     run_local(spec, make_sampler(), x, y, out=out, progress=False)
-    for change, key in ((dict(noise="sound"), "noise"), (dict(backend="onnx"), "backend")):
+    sound = ArraySampler(_logits, M, sigma=SIGMA, batch_size=500, noise="sound", grid="1/16")
+    cases = [(dict(backend="onnx"), "backend", make_sampler())]
+    import inspect
+
+    if "noise_tv" in inspect.signature(certify).parameters:  # sound runs need certify(noise_tv=)
+        cases.append((dict(noise="sound", grid="1/16"), "noise", sound))
+    for change, key, sampler in cases:
         with pytest.raises(ValueError, match=f"another run.*{key}"):
             run_local(RunSpec(**{**dict(sigma=SIGMA, n0=50, n=400, alpha=0.01, reduction="bonferroni",
-                                        model="toy"), **change}), make_sampler(), x, y, out=out, progress=False)
+                                        model="toy"), **change}), sampler, x, y, out=out, progress=False)

@@ -226,6 +226,23 @@ def test_ray_equals_local_in_scores_mode_with_softmax_temperature(cluster, tmp_p
     assert all(c.kind == "scores" for c in certs)
 
 
+@pytest.mark.skipif("noise_tv" not in __import__("inspect").signature(
+    __import__("radius.certificate", fromlist=["certify"]).certify).parameters,
+    reason="radius.certificate.certify has no noise_tv= keyword yet (the lead adds it with the 'exact' branch)")
+def test_ray_equals_local_with_sound_noise(cluster, tmp_path):
+    """Sound noise on the 1/16 grid: the actors build their samplers from the spec (noise, grid, clip) and report
+    the noise description and tv, so the file equals the local engine's, metadata included."""
+    from radius.run.spec import RunSpec
+
+    spec = RunSpec(sigma=0.25, n0=50, n=300, seed=4, noise="sound", grid="1/16", reduction="cohen", radius="Rmono")
+    loc, ray_out, local, certs = _local_and_ray(spec, tmp_path)
+    assert _lines_but_time(ray_out) == _lines_but_time(loc)
+    cfg, _ = res.read_tsv(str(ray_out))
+    assert cfg["noise"] == "sound" and cfg["grid"] == "1/16" and cfg["noise_tv"] > 0
+    assert cfg["noise_detail"]["clip"] == ["-2", "3"]
+    assert _same_certs(certs, local)
+
+
 def test_ray_runs_sequential_specs(cluster, tmp_path):
     """A sequential spec on Ray (tasks of 4 inputs, mixed in one scheduler per task) equals the local run."""
     from radius.run.spec import RunSpec, SequentialSpec

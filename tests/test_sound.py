@@ -262,14 +262,18 @@ def test_r_sound():
     assert radii.r_sound(0.8, 0.1, 1.0) == radii.r2(0.8, 0.1, 1.0)
     assert radii.r_sound_mono(0.9, 0.5) == radii.r_mono(0.9, 0.5)
     tv = 1e-3
-    assert radii.r_sound(0.8, 0.1, 1.0, tv) == radii.r2(0.8 - tv, 0.1 + tv, 1.0)
-    assert radii.r_sound_mono(0.9, 0.5, tv) == radii.r_mono(0.9 - tv, 0.5)
+    # the shifted bounds move one more ulp outward (a rounded subtraction never helps the user)
+    down, up = (lambda v: float(np.nextafter(v, -np.inf))), (lambda v: float(np.nextafter(v, np.inf)))
+    assert radii.r_sound(0.8, 0.1, 1.0, tv) == radii.r2(down(0.8 - tv), up(0.1 + tv), 1.0)
+    assert radii.r_sound_mono(0.9, 0.5, tv) == radii.r_mono(down(0.9 - tv), 0.5)
     assert radii.r_sound(0.5 + 1e-4, 0.5 - 1e-4, 1.0, 1e-3) == 0.0
     a, b = radii.sound_probability_bounds(np.array([0.0005, 0.9]), np.array([0.9995, 0.1]), tv)
-    assert a.tolist() == [0.0, 0.9 - tv] and b.tolist() == [1.0, 0.1 + tv]
+    assert a.tolist() == [0.0, down(0.9 - tv)] and b.tolist() == [1.0, up(0.1 + tv)]
+    # a tv below half an ulp still moves the bound (0.98 - 5e-17 rounds to 0.98)
+    assert radii.sound_probability_bounds(0.98, 0.02, 5e-17) == (down(0.98), up(0.02 + 5e-17))
     with pytest.raises(ValueError, match="tv must be"):
         radii.r_sound(0.8, 0.1, 1.0, tv=-1)
-    assert radii.sound_linear_margin_lower(0.5, 1e-3) == 0.5 - 2e-3
+    assert radii.sound_linear_margin_lower(0.5, 1e-3) == down(0.5 - 2e-3)
     with pytest.raises(ValueError, match="tv must be"):
         radii.sound_linear_margin_lower(0.5, float("nan"))
     # monotone in tv

@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from ..run.data import as_dataset, check_labels, data_identity
-from ..run.model import sampler_identity
+from ..run.model import noise_fields, sampler_identity
 from ..run.progress import progress_bar
 from ..run.spec import RunSpec, check_int
 from ..run.step import Overlap, sample_one
@@ -59,7 +59,7 @@ def prepare(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, limit: O
     bs = getattr(sampler, "batch_size", None)
     model = spec.model if spec.model is not None or not identify else sampler_identity(sampler, x[0])
     spec = spec.with_model(model=model, num_classes=m, batch_size=None if bs is None else int(bs),
-                           data=data_identity(x, y))
+                           data=data_identity(x, y), **noise_fields(sampler, spec, int(np.prod(x.shape[1:]))))
     dry_run(spec)
     return spec, x, y, N
 

@@ -58,7 +58,7 @@ import numpy as np
 
 from ..run.data import as_dataset, check_labels, data_identity
 from ..run.files import FileError, TSV_FORMAT, LOG_FORMAT, parse_meta
-from ..run.model import default_model, model_identity, open_sampler
+from ..run.model import default_model, model_identity, noise_fields, open_sampler
 from ..run.progress import progress_bar
 from ..run.spec import RunSpec, check_int
 from ..run.step import certify_one
@@ -86,11 +86,10 @@ class _Worker:
         self.spec = spec
         kw = {k: v for k, v in loader.items() if k != "device"}
         if str(model).lower().endswith(".onnx") and spec.backend in (None, "onnx"):
-            import onnxruntime as ort
+            from backends.export import ort_session_options
 
-            so = ort.SessionOptions()  # the actor's CPU share, and no spinning threads between runs
-            so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so = ort_session_options()  # no spinning threads between runs (the one helper) ...
+            so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1  # ... on the actor's CPU share
             kw["session_options"] = so
         else:
             import torch
@@ -101,23 +100,26 @@ class _Worker:
         self.pid = os.getpid()
         self.started = time.perf_counter()
 
-    def info(self) -> Dict[str, Any]:
-        """Model identity, classes, batch size and sigma as the driver records them.
+    def info(self, dim: int = 1) -> Dict[str, Any]:
+        """Model identity, classes, batch size, sigma and noise fields as the driver records them.
 
-        Also warms up: imports the certificate code and compiles its Numba
-        kernels on a tiny dummy sample, so the first real input is not slower.
+        ``dim`` is the number of coordinates of one input (for the sound noise's
+        ``noise_tv``, :func:`radius.run.model.noise_fields`).  Also warms up:
+        imports the certificate code and compiles its Numba kernels on a tiny
+        dummy sample, so the first real input is not slower.
         """
         s = self.sampler
         t0 = time.perf_counter()
+        noise = noise_fields(s, self.spec, dim)  # a ValueError here is the actor's failure to start
         try:
-            dry_run(self.spec.with_model(num_classes=int(s.num_classes)))
+            dry_run(self.spec.with_model(num_classes=int(s.num_classes), **noise))
         except ValueError:
             pass  # the driver runs the same check and reports the error
         bs = getattr(s, "batch_size", None)
         return {"model_id": self.identity, "num_classes": int(s.num_classes),
                 "batch_size": None if bs is None else int(bs), "sigma": getattr(s, "sigma", None),
                 "pid": self.pid, "node": os.uname().nodename, "load_s": self.started - self.created,
-                "warmup_s": time.perf_counter() - t0, "code": code_fingerprint()}
+                "warmup_s": time.perf_counter() - t0, "code": code_fingerprint(), "noise": noise}
 
     def ping(self) -> int:
         """Answers once the actor is alive (after a restart, once its sampler is rebuilt)."""
@@ -207,7 +209,7 @@ def precheck_files(spec: RunSpec, out: Optional[str], counts_log: Optional[str])
     unreadable or foreign file is left to ``open_run`` to report.
     """
     known = {k: v for k, v in spec.metadata().items()
-             if k not in ("model", "data", "num_classes", "batch_size")}
+             if k not in ("model", "data", "num_classes", "batch_size", "noise_tv", "noise_detail")}
     samp = {k: v for k, v in spec.sampling_metadata().items() if k in known}
     for path, kind, cfg, what in ((counts_log, LOG_FORMAT, samp, "--counts-log"), (out, TSV_FORMAT, known, "--out")):
         if path is None:
@@ -341,7 +343,7 @@ def run_ray(spec: RunSpec, model: Optional[str], inputs, labels=None, *, out: Op
         actors = [remote_cls.options(**opts).remote(path, spec, batch_size, dict(loader or {}), threads,
                                                     gpus_per_worker) for _ in range(workers)]
         try:
-            infos = ray.get([a.info.remote() for a in actors])
+            infos = ray.get([a.info.remote(int(np.prod(x_all.shape[1:]))) for a in actors])
         except RayTaskError as e:
             raise e.as_instanceof_cause() from None
         except RayActorError as e:
@@ -370,8 +372,11 @@ def run_ray(spec: RunSpec, model: Optional[str], inputs, labels=None, *, out: Op
         m = info["num_classes"]
         check_labels(y_all, m)
         x, y = x_all, y_all
+        noises = {json.dumps(i["noise"], sort_keys=True) for i in infos}
+        if len(noises) != 1:
+            raise ValueError(f"the actors' samplers draw different noise ({sorted(noises)})")
         spec = spec.with_model(model=model_id, num_classes=m, batch_size=info["batch_size"],
-                               data=data_identity(x, y))
+                               data=data_identity(x, y), **info["noise"])
         dry_run(spec)
         files = open_run(spec, out, counts_log, y, N)
         certs = list(files.kept_certs)

@@ -2,11 +2,13 @@
 
 :func:`open_sampler` is what the CLI and the Ray actors call: it forwards the
 spec's score map (simplex, temperature) and, only when they differ from the
-defaults, its ``noise`` and ``backend`` (with the default float noise a torch
+defaults, its ``noise`` (with ``grid`` and ``clip`` for sound noise, which a
+torch model draws on its device) and ``backend`` (with the default float noise a torch
 model draws NumPy's noise stream, as the ONNX sampler does, so every export of
 one model gives the same counts and certificates); the loader's refusal of a value it
 does not support becomes a ``ValueError`` naming the flag.  :func:`sampler_identity`
-gives the identity recorded in the metadata of a run on an in-memory sampler.
+gives the identity recorded in the metadata of a run on an in-memory sampler;
+:func:`noise_fields` the sampler's noise description and threshold-rounding bound.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from .files import array_hash
 from .spec import PROBE, RunSpec, derive_seed
 
-__all__ = ["open_sampler", "model_identity", "sampler_identity", "default_model"]
+__all__ = ["open_sampler", "model_identity", "sampler_identity", "default_model", "noise_fields"]
 
 
 def default_model(sigma: float) -> str:
@@ -50,6 +52,9 @@ def open_sampler(model: str, spec: RunSpec, *, batch_size: int = 1000, device: O
     identity = model_identity(model, factory)
     if spec.noise != "float":
         kw["noise"] = spec.noise
+        if spec.noise == "sound":  # torch samplers draw it on the device (torch.randint), ONNX on the host
+            kw["grid"] = spec.grid
+            kw["clip"] = tuple(spec.clip)
     elif identity.get("format") != "onnx" and spec.backend != "onnx":
         # torch samplers draw the same float Gaussian noise as the ONNX sampler (NumPy's stream from the
         # input's seed), so every format of one model gives the same counts and the same certificates
@@ -82,3 +87,31 @@ def sampler_identity(sampler, x0: np.ndarray) -> str:
         return str(h)
     probe = sampler.counts(x0, 256, derive_seed(0, 0, PROBE))
     return f"{type(sampler).__name__}:probe:{array_hash(np.asarray(probe, dtype=np.int64))}"
+
+
+def noise_fields(sampler, spec: RunSpec, dim: int) -> Dict[str, Any]:
+    """``{"noise_tv", "noise_detail"}`` of a sound-noise sampler for :meth:`RunSpec.with_model` (``{}`` for float).
+
+    The sampler's noise must be the spec's: a sampler that draws sound noise
+    (``sampler.sound`` set) under a float spec, or the reverse, is refused, as
+    is one whose grid, clip or sigma differ (checked by the spec).
+    ``noise_tv = sampler.sound.tv_bound(dim)``, ``dim`` the number of
+    coordinates of one input (theory §7; docs/soundness.md).
+
+    >>> from backends.base import ArraySampler
+    >>> s = ArraySampler(lambda z: z[:, :2], 2, sigma=0.5, noise="sound", grid="1/16", clip=(0, 1))
+    >>> f = noise_fields(s, RunSpec(sigma=0.5, noise="sound", grid="1/16", clip=(0, 1), reduction="cohen",
+    ...                             radius="Rmono"), 64)
+    >>> f["noise_detail"]["grid"], 0 < f["noise_tv"] < 1e-15
+    ('1/16', True)
+    """
+    sound = getattr(sampler, "sound", None)
+    if spec.noise != "sound":
+        if sound is not None:
+            raise ValueError(f"the sampler draws sound noise ({sound!r}) but the run has noise={spec.noise!r}; "
+                             "give noise='sound' with its grid and clip")
+        return {}
+    if sound is None:
+        raise ValueError(f"noise='sound' (grid {spec.grid}) but the sampler draws "
+                         f"{getattr(sampler, 'noise', 'float')!r} noise; build it with noise='sound'")
+    return {"noise_tv": float(sound.tv_bound(int(dim))), "noise_detail": sound.describe()}

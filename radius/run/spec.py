@@ -31,14 +31,16 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 __all__ = ["RunSpec", "SequentialSpec", "derive_seed", "input_seeds", "check_sigma", "check_alpha",
-           "check_int", "MODES", "SIMPLEXES", "NOISES", "BACKENDS", "SEQ_BOUNDS", "SEQUENTIAL_PRIOR",
+           "check_int", "MODES", "SIMPLEXES", "NOISES", "SOUND_REFUSED_RADII", "BACKENDS", "SEQ_BOUNDS", "SEQUENTIAL_PRIOR",
            "SELECTION", "ESTIMATION", "PROBE", "SEQ_SELECTION", "SEQ_ESTIMATION"]
 
 MODES = ("counts", "scores")
 SIMPLEXES = ("hard", "softmax", "sparsemax")
-#: ``noise``: "float" (floating-point Gaussian, the default); "sound" (discrete grid, added to the samplers by
-#: another module).  The set the installed loader accepts is checked when the model is loaded.
+#: ``noise``: "float" (floating-point Gaussian, the default); "sound" (the rounded Gaussian on a declared grid,
+#: :mod:`backends.noise`; needs ``grid``, allows ``clip``).
 NOISES = ("float", "sound")
+#: Radii that do not carry over to sound noise (``f o Q`` is not Lipschitz; docs/soundness.md).
+SOUND_REFUSED_RADII = ("R1_lip", "Rmono_lip", "Rmulti_lip")
 #: ``backend``: None (by file type), "onnx", "torch", "auto" (torch exported to ONNX).
 BACKENDS = (None, "onnx", "torch", "auto")
 SEQ_BOUNDS = ("mixture", "betting", "cp-looks")
@@ -262,8 +264,31 @@ class RunSpec:
         Map from logits to scores; scores mode only (default "hard"; None in counts mode).
     temperature : float, optional
         Softmax temperature; only with ``simplex="softmax"`` (default 1; None otherwise).
-    noise : str
-        "float" (default) or another kind the installed sampler supports.
+    noise : {"float", "sound"}
+        "float" (default): floating-point Gaussian noise.  "sound": the rounded
+        Gaussian on the grid ``grid`` within ``clip`` (:class:`backends.noise.SoundNoise`;
+        Voráček & Hein, ICLR 2023).  Sound noise is refused in sequential runs
+        (their scheduler draws float noise itself) and with the methods whose
+        radius cannot absorb the threshold-rounding total variation ``noise_tv``:
+        the ``exact`` reduction with ``R2`` (a probit-margin bound cannot be
+        shifted by ``tv``) and the local-Lipschitz radii (docs/soundness.md).
+    grid : number or str, optional
+        Step of the sound-noise grid (``1/255``, ``"1/16"``); required with
+        ``noise="sound"``, refused otherwise.  Stored as the exact fraction's
+        string (:func:`backends.noise.parse_grid`).
+    clip : (lo, hi), optional
+        Clip range of the sound noise (grid points); allowed only with
+        ``noise="sound"`` (default :func:`backends.noise.default_clip` ``(sigma)``,
+        recorded explicitly).  Stored as two fraction strings.
+    noise_tv : float, optional
+        Sound noise only: the total-variation bound of the threshold rounding,
+        ``SoundNoise.tv_bound(dim)`` of the sampler at the inputs' dimension
+        (theory §7; docs/soundness.md), filled in by the engine
+        (:meth:`with_model`) and passed to :func:`radius.certificate.certify`
+        as ``noise_tv=``.  Refused with float noise.
+    noise_detail : mapping, optional
+        The sampler's noise description (``sampler.sound.describe()``), filled
+        in by the engine; recorded in the metadata (sound noise only).
     backend : {None, "onnx", "torch", "auto"}
         Model runtime (None: by file type).
     reduction, radius, bound, lipschitz, output_range
@@ -297,6 +322,10 @@ class RunSpec:
     simplex: Optional[str] = None
     temperature: Optional[float] = None
     noise: str = "float"
+    grid: Any = None
+    clip: Any = None
+    noise_tv: Optional[float] = None
+    noise_detail: Any = None
     backend: Optional[str] = None
     reduction: Optional[str] = None
     radius: Optional[str] = None
@@ -366,29 +395,87 @@ class RunSpec:
             set_("temperature", _check_pos_float(self.temperature, "temperature"))
         elif self.simplex == "softmax":
             set_("temperature", 1.0)
-        if not isinstance(self.noise, str) or not self.noise:
-            raise ValueError(f"noise must be a non-empty string, got noise={self.noise!r}")
+        self._check_noise(set_)
         _check_choice(self.backend, "backend", BACKENDS)
         if self.num_classes is not None:
             set_("num_classes", check_int(self.num_classes, "num_classes", minimum=2))
         if self.batch_size is not None:
             set_("batch_size", check_int(self.batch_size, "batch_size"))
 
+    def _check_noise(self, set_) -> None:
+        """The noise fields: kind, grid, clip, tv and description (sound-only fields refused otherwise)."""
+        _check_choice(self.noise, "noise", NOISES)
+        if self.noise != "sound":
+            for k in ("grid", "clip", "noise_tv", "noise_detail"):
+                if getattr(self, k) is not None:
+                    raise ValueError(f"{k}={getattr(self, k)!r} applies only to noise='sound', got "
+                                     f"noise={self.noise!r}")
+            return
+        if self.sequential is not None:
+            raise ValueError("noise='sound' does not apply to a sequential run (its scheduler draws float "
+                             "Gaussian noise itself); use a fixed-n run")
+        if self.grid is None:
+            raise ValueError("noise='sound' needs grid (the step of the input grid, e.g. 1/255 for 8-bit images "
+                             "or 1/16 for the digits data)")
+        if self.reduction == "exact" and self.radius == "R2":
+            raise ValueError("noise='sound' with reduction='exact' and radius='R2' is refused: a probit-margin "
+                             "bound cannot absorb the threshold-rounding total variation (docs/soundness.md); "
+                             "use reduction 'cohen', 'bonferroni' or 'cpm', or radius 'R1'")
+        if self.radius in SOUND_REFUSED_RADII:
+            raise ValueError(f"noise='sound' with radius={self.radius!r} is refused: the local-Lipschitz radii do "
+                             "not carry over to the rounded Gaussian (f o Q is not Lipschitz; docs/soundness.md)")
+        from backends.noise import SoundNoise
+
+        clip = self.clip
+        if clip is not None and (isinstance(clip, (str, bytes)) or len(tuple(clip)) != 2):
+            raise ValueError(f"clip must be a pair (lo, hi), got clip={clip!r}")
+        sn = SoundNoise(self.sigma, self.grid, None if clip is None else tuple(clip))  # the one set of checks
+        d = sn.describe()
+        set_("grid", d["grid"])
+        set_("clip", tuple(d["clip"]))
+        if self.noise_tv is not None:
+            set_("noise_tv", _check_pos_float(self.noise_tv, "noise_tv", allow_zero=True))
+        if self.noise_detail is not None:
+            det = dict(self.noise_detail)
+            for k in ("grid", "clip", "sigma"):
+                want = {"grid": self.grid, "clip": list(self.clip), "sigma": self.sigma}[k]
+                got = list(det.get(k)) if k == "clip" and det.get(k) is not None else det.get(k)
+                if got != want:
+                    raise ValueError(f"the sampler's sound noise has {k}={det.get(k)!r}, the run's {k} is {want!r}")
+            set_("noise_detail", det)
+
     # ----------------------------------------------------------------------------------- derived values
 
     def with_model(self, *, model: Any = None, num_classes: Optional[int] = None,
-                   batch_size: Optional[int] = None, data: Optional[str] = None) -> "RunSpec":
-        """A copy with the identities known once the model and data are loaded (None keeps a field)."""
+                   batch_size: Optional[int] = None, data: Optional[str] = None,
+                   noise_tv: Optional[float] = None, noise_detail: Any = None) -> "RunSpec":
+        """A copy with the identities known once the model and data are loaded (None keeps a field).
+
+        ``noise_tv`` and ``noise_detail`` (sound noise only) come from the sampler
+        (:func:`radius.run.model.noise_fields`).
+        """
         kw = {k: v for k, v in (("model", model), ("num_classes", num_classes), ("batch_size", batch_size),
-                                ("data", data)) if v is not None}
+                                ("data", data), ("noise_tv", noise_tv), ("noise_detail", noise_detail))
+              if v is not None}
         return replace(self, **kw)
 
     def cert_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments of :func:`radius.certificate.certify` (fixed-n runs)."""
+        """Keyword arguments of :func:`radius.certificate.certify` (fixed-n runs).
+
+        With sound noise they include ``noise_tv`` (the threshold-rounding total
+        variation, subtracted from the probability bounds; theory §7), which
+        must be known by then (:meth:`with_model`).
+        """
         if self.sequential is not None:
             raise ValueError("a sequential run has no fixed-n method")
-        return dict(sigma=self.sigma, alpha=self.alpha, radius=self.radius, reduction=self.reduction,
-                    bound=self.bound, lipschitz=self.lipschitz, output_range=self.output_range)
+        kw = dict(sigma=self.sigma, alpha=self.alpha, radius=self.radius, reduction=self.reduction,
+                  bound=self.bound, lipschitz=self.lipschitz, output_range=self.output_range)
+        if self.noise == "sound":
+            if self.noise_tv is None:
+                raise ValueError("noise='sound': the threshold-rounding bound noise_tv is not known yet (it is "
+                                 "filled in from the sampler and the input dimension before certifying)")
+            kw["noise_tv"] = self.noise_tv
+        return kw
 
     def input_seeds(self, idx: int) -> Tuple[int, int]:
         """:func:`input_seeds` ``(self.seed, idx)``."""
@@ -409,6 +496,8 @@ class RunSpec:
             "seed": self.seed, "batch_size": self.batch_size, "mode": self.mode, "num_classes": self.num_classes,
             "noise": self.noise, "backend": self.backend,
         }
+        if self.noise == "sound":  # only then: float runs keep the metadata of older files
+            d.update(grid=self.grid, clip=list(self.clip), noise_tv=self.noise_tv, noise_detail=self.noise_detail)
         if self.mode == "scores":
             d["simplex"] = self.simplex
             d["temperature"] = self.temperature
@@ -430,7 +519,9 @@ class RunSpec:
     def from_counts_metadata(cls, meta: Mapping[str, Any], **method) -> "RunSpec":
         """The spec of a recertification: the sampling fields of a counts log with another method."""
         return cls(sigma=meta["sigma"], n0=meta["n0"], n=meta["n"], seed=meta.get("seed", 0),
-                   mode="counts", noise=meta.get("noise") or "float", backend=meta.get("backend"),
+                   mode="counts", noise=meta.get("noise") or "float", grid=meta.get("grid"),
+                   clip=meta.get("clip"), noise_tv=meta.get("noise_tv"), noise_detail=meta.get("noise_detail"),
+                   backend=meta.get("backend"),
                    model=meta.get("model"), data=meta.get("data"), num_classes=meta.get("num_classes"),
                    batch_size=meta.get("batch_size"), **method)
 
