@@ -74,7 +74,8 @@ from .taylor import taylor_coefficients
 from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_n, _check_order,
                         log_factorial_table, tail_core, threshold_table)
 
-__all__ = ["certified_sup", "SupResult", "MARGINS", "margin_range", "taylor_tables", "probit_margin"]
+__all__ = ["certified_sup", "SupResult", "MARGINS", "margin_range", "taylor_tables", "probit_margin",
+           "taylor_probit"]
 
 MARGINS = ("linear", "probit", "taylor")
 _KIND = {"linear": 0, "probit": 1, "taylor": 2}
@@ -150,6 +151,30 @@ def _h(p, acoef):
     for k in range(acoef.size - 1, -1, -1):
         acc = acc * z2 + acoef[k]
     return 1.4142135623730951 * z * acc
+
+
+@njit(cache=True)
+def _h_array(p, acoef):
+    out = np.empty(p.size)
+    for i in range(p.size):
+        out[i] = _h(p[i], acoef)
+    return out
+
+
+def taylor_probit(p, taylor_order: Optional[int] = None):
+    """``Phi^{-1}_M(p)`` (theory §6) by the same Horner evaluation the Taylor curve uses.
+
+    Scalar in, float out; array in, array out (elementwise, same arithmetic).
+
+    Examples
+    --------
+    >>> round(taylor_probit(0.5), 12), taylor_probit(0.9) < 1.2816
+    (0.0, True)
+    """
+    acoef = taylor_tables(taylor_order)[0]
+    if np.ndim(p) == 0:
+        return float(_h(float(p), acoef))
+    return _h_array(np.ascontiguousarray(p, dtype=float).ravel(), acoef).reshape(np.shape(p))
 
 
 @njit(cache=True)

@@ -104,6 +104,7 @@ __all__ = [
     "threshold_table",
     "log_factorial_table",
     "plugin_table",
+    "staircase_table",
 ]
 
 STATISTICS = ("difference", "plugin", "studentized")
@@ -226,6 +227,50 @@ def _kvec_table(n, h, t_eff, strict):
                 lo = mid + 1
         k[s] = lo
     return k
+
+
+@njit(cache=True)
+def _staircase(A, Bv, t_eff):
+    k = np.empty(A.size, dtype=np.int64)
+    # s = 0: the only outcome is (0, 0)
+    k[0] = 0 if A[0] - Bv[0] >= t_eff else 1
+    for s in range(A.size - 1):
+        c = k[s]
+        # k(s+1) is k(s) or k(s) + 1: test x1 = k(s), x2 = s + 1 - k(s)
+        if c <= s + 1 and A[c] - Bv[s + 1 - c] >= t_eff:
+            k[s + 1] = c
+        else:
+            k[s + 1] = c + 1
+    return k
+
+
+def staircase_table(A, Bv, t_eff) -> np.ndarray:
+    """Threshold table of the pair statistic ``T(x1, x2) = A[x1] - Bv[x2]`` (theory §4.7).
+
+    ``A`` and ``Bv`` are nondecreasing arrays of length ``n + 1`` (``-inf``
+    allowed in ``A``, ``+inf`` in ``Bv``; never both ``+inf`` in ``A`` and
+    ``Bv``), so ``T`` is nondecreasing in ``x1`` and nonincreasing in ``x2``.
+    Returns ``k(s)``, ``s = 0..n``: the smallest ``x1 <= s`` with
+    ``T(x1, s - x1) >= t_eff`` (``s + 1`` if none).  Monotonicity makes
+    ``k(s + 1) - k(s)`` 0 or 1 (a staircase; module docstring), so one
+    evaluation of ``T`` per ``s`` decides the step: a two-pointer sweep in
+    ``O(n)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.arange(6.0); B = np.arange(6.0)      # T = x1 - x2
+    >>> staircase_table(A, B, 1.0).tolist() == threshold_table(5, 1).tolist()
+    True
+    """
+    A = np.ascontiguousarray(A, dtype=float)
+    Bv = np.ascontiguousarray(Bv, dtype=float)
+    if A.ndim != 1 or A.shape != Bv.shape or A.size < 1:
+        raise ValueError(f"A and Bv must be 1-d arrays of the same length n + 1, got shapes {A.shape}, {Bv.shape}")
+    t_eff = float(t_eff)
+    if math.isnan(t_eff):
+        raise ValueError(f"t_eff must not be NaN, got {t_eff!r}")
+    return _staircase(A, Bv, t_eff)
 
 
 def threshold_table(n: int, t, statistic: str = "difference", taylor_order: Optional[int] = None,

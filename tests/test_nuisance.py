@@ -152,7 +152,7 @@ def test_large_n_certified_sup_dominates_dense_curve(n, x1, x2):
     from confbounds.margin import margin_lower_bound
 
     alpha = 1e-3
-    r = margin_lower_bound(x1, x2, n, alpha, full=True)
+    r = margin_lower_bound(x1, x2, n, alpha, statistic="difference", full=True)
     assert r.branch == "exact" and r.sup <= alpha
     L = r.bound
     pis = np.unique(np.concatenate([np.linspace(abs(L), 1.0, 1001), 1.0 - np.geomspace(1e-9, 1e-2, 500)]))
