@@ -45,6 +45,7 @@ import numpy as np
 from scipy import special
 
 from confbounds._validate import check_alpha, check_choice, check_integer_array
+from confbounds.binomial import clopper_pearson
 
 __all__ = [
     "ReductionResult",
@@ -274,12 +275,6 @@ def _mean_bound(x: np.ndarray, alpha: float, side: str, bounds, bound) -> np.nda
     return out
 
 
-def _cp(k, n, alpha, side):
-    from confbounds import clopper_pearson
-
-    return clopper_pearson(k, n, alpha, side=side)
-
-
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class ReductionResult:
@@ -353,7 +348,7 @@ def cohen(selection, estimation, alpha, *, margin: str = "linear", bound="bettin
     """
     s, a, top, runner = _common(selection, estimation, alpha, margin)
     if s.kind == "counts":
-        pa = float(_cp(int(s.estimation[top]), s.n, a, "lower"))
+        pa = float(clopper_pearson(int(s.estimation[top]), s.n, a, "lower"))
         pb = 1.0 - pa
         bname = "clopper_pearson"
     else:
@@ -376,8 +371,8 @@ def bonferroni(selection, estimation, alpha, *, margin: str = "linear", bound="b
     ae = a / s.m
     others = [k for k in range(s.m) if k != top]
     if s.kind == "counts":
-        pa = float(_cp(int(s.estimation[top]), s.n, ae, "lower"))
-        pb = float(np.max(_cp(s.estimation[others], s.n, ae, "upper")))
+        pa = float(clopper_pearson(int(s.estimation[top]), s.n, ae, "lower"))
+        pb = float(np.max(clopper_pearson(s.estimation[others], s.n, ae, "upper")))
         bname = "clopper_pearson"
     else:
         pa = float(_mean_bound(s.estimation[:, [top]], ae, "lower", (0.0, 1.0), bound)[0])
@@ -410,9 +405,9 @@ def cpm(selection, estimation, alpha, *, margin: str = "linear", bound="betting"
     K = len(buckets) + 1
     ae = a / K
     if s.kind == "counts":
-        pa = float(_cp(int(s.estimation[top]), s.n, ae, "lower"))
+        pa = float(clopper_pearson(int(s.estimation[top]), s.n, ae, "lower"))
         masses = np.array([int(s.estimation[list(b)].sum()) for b in buckets])
-        pb = float(np.max(_cp(masses, s.n, ae, "upper")))
+        pb = float(np.max(clopper_pearson(masses, s.n, ae, "upper")))
         bname = "clopper_pearson"
     else:
         pa = float(_mean_bound(s.estimation[:, [top]], ae, "lower", (0.0, 1.0), bound)[0])
