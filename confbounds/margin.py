@@ -107,7 +107,7 @@ from ._validate import check_alpha, check_choice, check_integer_array
 from .binomial import clopper_pearson
 from .nuisance import MARGINS, _KIND, invert_fast, margin_range, taylor_probit, taylor_tables
 from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS as TAIL_STATISTICS, _LOGCUT, _check_order,
-                        log_factorial_table, observed_statistic, staircase_table, threshold_table)
+                        compact_difference_table, observed_statistic, staircase_table, threshold_table)
 
 __all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS", "DOMINATING_STATISTICS",
            "DEFAULT_STATISTIC", "baseline_bound"]
@@ -401,9 +401,11 @@ def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol
     step0 = 0.5 * max(se, 1.0 / n)
     if statistic in DOMINATING_STATISTICS:
         kvec = _dominating_kvec(n, t, level, margin, statistic, M)
+    elif statistic == "difference":
+        kvec = compact_difference_table(n, t)  # O(1) memory at any n
     else:
         kvec = threshold_table(n, t, statistic, M)
-    res = invert_fast(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
+    res = invert_fast(_KIND[margin], n, kvec, acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
                       max(_LOGCUT, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))

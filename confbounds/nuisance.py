@@ -72,7 +72,7 @@ from numba import njit
 from ._validate import check_choice
 from .taylor import taylor_coefficients
 from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_n, _check_order,
-                        log_factorial_table, tail_core, threshold_table)
+                        tail_core, threshold_table)
 
 __all__ = ["certified_sup", "SupResult", "MARGINS", "margin_range", "taylor_tables", "probit_margin",
            "taylor_probit"]
@@ -349,7 +349,7 @@ def _nsplit(ub, pv, thr):
 
 
 @njit(cache=True)
-def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hint, logcut):
+def _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hint, logcut):
     """Branch-and-bound on the curve for level L.
 
     mode 0 (decide): status 1 = sup <= thr certified; 0 = refuted (a point's certified
@@ -366,9 +366,9 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
     nodes = 0
     if kind == 0 and pihi < L:
         # Berger–Boos, linear: the point (pihi, 0) dominates the off-curve part
-        lo = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, LF, logcut)[0]
+        lo = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, logcut)[0]
         c1, c2 = _clamp_pair(pihi * (1.0 + _E4) + 1e-300, 0.0)
-        extra_ub = tail_core(n, c1, c2, kvec, LF, logcut)[1]
+        extra_ub = tail_core(n, c1, c2, kvec, logcut)[1]
         best_lb = lo
         bq1 = pihi
         bq2 = 0.0
@@ -392,7 +392,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         else:
             u = u0
         p1, p2 = _point(kind, L, u, acoef, ccoef, H)
-        lb = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        lb = tail_core(n, p1, p2, kvec, logcut)[0]
         nodes += 1
         if lb > best_lb or best_u != best_u:
             best_lb = lb
@@ -414,7 +414,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         a = u0 + (u1 - u0) * i / G
         b = u1 if i == G - 1 else u0 + (u1 - u0) * (i + 1) / G
         c1, c2 = _corner(kind, L, a, b, acoef, ccoef, H)
-        UB[m] = tail_core(n, c1, c2, kvec, LF, logcut)[1]
+        UB[m] = tail_core(n, c1, c2, kvec, logcut)[1]
         A[m] = a
         B[m] = b
         PV[m] = 0.0
@@ -456,7 +456,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
             if not (aa < bb):
                 continue
             c1, c2 = _corner(kind, L, aa, bb, acoef, ccoef, H)
-            v = min(parent, tail_core(n, c1, c2, kvec, LF, logcut)[1])
+            v = min(parent, tail_core(n, c1, c2, kvec, logcut)[1])
             nodes += 1
             if side == 0:
                 idx = imax
@@ -472,7 +472,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
             if need:
                 um = 0.5 * (aa + bb)
                 p1, p2 = _point(kind, L, um, acoef, ccoef, H)
-                lb = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+                lb = tail_core(n, p1, p2, kvec, logcut)[0]
                 nodes += 1
                 PV[idx] = lb
                 if lb > best_lb:
@@ -483,7 +483,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
 
 
 @njit(cache=True)
-def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
+def invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, eps_und=1e-3):
     """Largest L (to ``tol``) at which ``S(L) <= thr`` is certified (SPEC 4.2).
 
@@ -500,7 +500,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
     a_q1 = np.nan
     a_q2 = np.nan
     L = min(max(Lguess, Lbot), Ltop)
-    st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0, eps_und,
+    st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0, eps_und,
                                       max_nodes, hint, logcut)
     total += nd
     if bu == bu:
@@ -513,7 +513,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             if a >= Ltop:
                 return a, 1, a_ub, a_lb, a_q1, a_q2, total, 0
             L = min(a + step, Ltop)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                               eps_und, max_nodes, hint, logcut)
             total += nd
             if bu == bu:
@@ -531,7 +531,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             if b <= Lbot:
                 return Lbot, -1, np.nan, np.nan, np.nan, np.nan, total, 1
             L = max(b - step, Lbot)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                               eps_und, max_nodes, hint, logcut)
             total += nd
             if bu == bu:
@@ -546,7 +546,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         L = 0.5 * (a + b)
         if not (a < L and L < b):
             break
-        st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0, eps_und,
+        st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0, eps_und,
                                           max_nodes, hint, logcut)
         total += nd
         if bu == bu:
@@ -560,7 +560,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
 
 
 @njit(cache=True)
-def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
+def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     """Best certified point value on the curve at L (a lower bound of S(L)), searched by a
     grid of K points (skipped when K = 0), the hint, both ends and a golden-section refinement.
     Used only to locate the root; never to certify."""
@@ -568,7 +568,7 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
     best = 0.0
     bu = np.nan
     if kind == 0 and pihi < L:
-        best = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, LF, logcut)[0]
+        best = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, logcut)[0]
     if u0 > u1:
         return best, bu
     nc = K + 3
@@ -585,7 +585,7 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
         else:
             u = u0 + (u1 - u0) * (i - 2.5) / K
         p1, p2 = _point(kind, L, u, acoef, ccoef, H)
-        v = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        v = tail_core(n, p1, p2, kvec, logcut)[0]
         if v > best or bu != bu:
             best = v
             bu = u
@@ -598,9 +598,9 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
     c = b - gr * (b - a)
     d = a + gr * (b - a)
     p1, p2 = _point(kind, L, c, acoef, ccoef, H)
-    fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    fc = tail_core(n, p1, p2, kvec, logcut)[0]
     p1, p2 = _point(kind, L, d, acoef, ccoef, H)
-    fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    fd = tail_core(n, p1, p2, kvec, logcut)[0]
     for _ in range(14):
         if fc >= fd:
             b = d
@@ -608,14 +608,14 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
             fd = fc
             c = b - gr * (b - a)
             p1, p2 = _point(kind, L, c, acoef, ccoef, H)
-            fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+            fc = tail_core(n, p1, p2, kvec, logcut)[0]
         else:
             a = c
             c = d
             fc = fd
             d = a + gr * (b - a)
             p1, p2 = _point(kind, L, d, acoef, ccoef, H)
-            fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+            fd = tail_core(n, p1, p2, kvec, logcut)[0]
     if fc > best:
         best = fc
         bu = c
@@ -626,7 +626,7 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
 
 
 @njit(cache=True)
-def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
+def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, cert_gap, cert_nodes):
     """Locate-then-certify inversion (SPEC 4.2), same contract as :func:`invert_core`.
 
@@ -645,7 +645,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         K = 8 if attempt == 0 or hint != hint else 0
         # --- locate the root of h(L) = log V(L) - log thr
         La = min(max(Lguess, Lbot), Ltop)
-        v, bu = _approx_sup(kind, La, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K)
+        v, bu = _approx_sup(kind, La, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K)
         total += K + 20
         if bu == bu:
             hint = bu
@@ -659,7 +659,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             Lb = La - step if ha > 0 else La + step
             if Lb < Lbot or Lb > Ltop:
                 Lb = min(max(Lb, Lbot), Ltop)
-            v, bu = _approx_sup(kind, Lb, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup(kind, Lb, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -684,7 +684,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             Lr = lo_L - lo_h * (hi_L - lo_L) / (hi_h - lo_h)
             if not (min(lo_L, hi_L) < Lr < max(lo_L, hi_L)):
                 Lr = 0.5 * (lo_L + hi_L)
-            v, bu = _approx_sup(kind, Lr, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup(kind, Lr, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -707,7 +707,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         delta = cert_gap / slope
         for _ in range(3):
             Lc = max(Lr - delta, Lbot)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                               0.25 * (1.0 - math.exp(-cert_gap)), cert_nodes, hint, logcut)
             total += nd
             if st == 1:
@@ -718,7 +718,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
                 break  # a better maximiser exists: locate again from it
             delta *= 3.0
         Lguess = Lr
-    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot,
+    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
                                                     Ltop, Lguess, step0, tol, max_nodes, logcut, 1e-2)
     return L, st, ub, lb, q1, q2, total + nd, bottom
 
@@ -808,7 +808,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
         return SupResult(upper=0.0, lower=0.0, maximiser=(float("nan"),) * 3, L=L, t_obs=float(t_obs),
                          n=n, margin=margin, statistic=statistic, nodes=0, converged=True)
     Lc = min(L, hi_r)  # above the range the null set is the whole simplex, as at the top
-    st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, log_factorial_table(n), acoef,
+    st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, acoef,
                                          ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, _LOGCUT)
     if q1 != q1:
         mx = (float("nan"),) * 3

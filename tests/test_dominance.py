@@ -21,7 +21,7 @@ from confbounds import clopper_pearson
 from confbounds import margin as mg
 from confbounds.margin import DOMINATING_STATISTICS, baseline_bound, margin_lower_bound
 from confbounds.nuisance import _KIND, invert_core, margin_range, taylor_tables
-from confbounds.trinomial import log_factorial_table, staircase_table, threshold_table
+from confbounds.trinomial import staircase_table, threshold_table
 
 
 @st.composite
@@ -110,7 +110,7 @@ def test_cohen_machinery_matches_closed_form(x1, x2, n):
     acoef, ccoef, H = taylor_tables(100)
     lo_r, hi_r = margin_range(margin)
     tol = 1e-5
-    L, stt, ub, lb, q1, q2, nodes, bottom = invert_core(_KIND[margin], n, kvec, log_factorial_table(n), acoef,
+    L, stt, ub, lb, q1, q2, nodes, bottom = invert_core(_KIND[margin], n, kvec, acoef,
                                                         ccoef, H, 1.0, alpha, lo_r, hi_r, t, 0.05, tol, 400,
                                                         math.log(1e-17))
     assert not bottom
