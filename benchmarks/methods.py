@@ -47,8 +47,10 @@ RADII = (0.25, 0.5, 0.75)
 METHODS = (("cohen", "Rmono"), ("bonferroni", "R2"), ("cpm", "R2"), ("exact", "R2"))
 
 
-def counts_path(sigma: float, n: int) -> str:
-    return os.path.join(COUNTS_DIR, f"sigma{sigma:g}_n{n}.npz")
+def counts_path(sigma: float, n: int, seed: int = SEED) -> str:
+    """Saved counts of one setting; seed 0 is the benchmark, seed 1 the forecast-tuning set (n <= 1e4)."""
+    d = COUNTS_DIR if seed == SEED else os.path.join(COUNTS_DIR, f"tuning_seed{seed}")
+    return os.path.join(d, f"sigma{sigma:g}_n{n}.npz")
 
 
 def _sampler(sigma: float):
@@ -65,16 +67,22 @@ def _sampler(sigma: float):
     return OnnxSampler(str(path), sigma=sigma, batch_size=1000, session_options=so), path
 
 
-def sample(sigmas=SIGMAS, settings=SETTINGS) -> None:
-    """Draw and save the counts (resumable: a finished file is kept, a partial one is continued)."""
+def sample(sigmas=SIGMAS, settings=SETTINGS, seed: int = SEED) -> None:
+    """Draw and save the counts (resumable: a finished file is kept, a partial one is continued).
+
+    ``seed=1`` (``sample --seed 1``) draws the separate counts on which the
+    forecast prior of :mod:`radius.reductions` was tuned (n = 1e3 and 1e4 only).
+    """
+    if seed != SEED:
+        settings = tuple(s for s in settings if s[0] <= 10000)
     from backends.models import load_digits_split
     from radius.pipeline import input_seeds
 
-    os.makedirs(COUNTS_DIR, exist_ok=True)
     x, y = load_digits_split("test")
     for n, limit in settings:
         for sigma in sigmas:
-            path = counts_path(sigma, n)
+            path = counts_path(sigma, n, seed)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             total = len(x) if limit is None else min(limit, len(x))
             sel, est, done = [], [], 0
             part = path + ".partial.npz"
@@ -87,7 +95,7 @@ def sample(sigmas=SIGMAS, settings=SETTINGS) -> None:
             sampler, model = _sampler(sigma)
             t0 = time.perf_counter()
             for i in range(done, total):
-                s_sel, s_est = input_seeds(SEED, i)
+                s_sel, s_est = input_seeds(seed, i)
                 sel.append(sampler.counts(x[i], N0, s_sel))
                 est.append(sampler.counts(x[i], n, s_est))
                 if (i + 1) % 10 == 0 or i + 1 == total:
@@ -95,7 +103,7 @@ def sample(sigmas=SIGMAS, settings=SETTINGS) -> None:
                     sys.stderr.write(f"[sample] sigma={sigma:g} n={n}: {i + 1}/{total} "
                                      f"({time.perf_counter() - t0:.0f} s)\n")
             np.savez(path, selection=np.array(sel), estimation=np.array(est), labels=np.asarray(y[:total]),
-                     index=np.arange(total), sigma=sigma, n=n, n0=N0, seed=SEED, model=os.path.basename(str(model)))
+                     index=np.arange(total), sigma=sigma, n=n, n0=N0, seed=seed, model=os.path.basename(str(model)))
             os.remove(part)
 
 
@@ -202,9 +210,10 @@ def write_markdown(out: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=("sample", "table"))
+    p.add_argument("--seed", type=int, default=SEED, help="sample: run seed (1 = the forecast-tuning counts)")
     a = p.parse_args(argv)
     if a.step == "sample":
-        sample()
+        sample(seed=a.seed)
     else:
         table()
     return 0
