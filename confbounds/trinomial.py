@@ -21,62 +21,72 @@ or from 2 to 1.  Hence, for a fixed ``s = x1 + x2``, the tail set
 
     P(T >= t) = sum_s Bin(s; n, pi) * P(Bin(s, rho) >= k(s))      (SPEC 4.4)
 
-which for ``T = X1 - X2`` is ``k(s) = ceil((s + t)/2)``.  The conditional
+which for ``T = X1 - X2`` is ``k(s) = ceil((s + t)/2)``.  Any statistic that is
+nondecreasing in ``x1`` and nonincreasing in ``x2`` (the dominating statistics of theory §4.7)
+gives such a staircase too: :func:`staircase_table`.  The conditional
 tails obey the exact recurrences ``P(Bin(s+1, r) >= k) = P(Bin(s, r) >= k) +
 r P(Bin(s, r) = k-1)`` and ``P(Bin(s, r) >= k+1) = P(Bin(s, r) >= k) -
 P(Bin(s, r) = k)`` (Pascal's rule), so the whole tail costs ``O(n)`` table
-look-ups; :func:`tail_prob_bounds` with ``method="enumerate"`` instead sums
+operations; :func:`tail_prob_bounds` with ``method="enumerate"`` instead sums
 the multinomial weights of the outcomes one by one (``O(n^2)``).
 
-Safety (SPEC 2.4 and 4.4)
--------------------------
-* Weights are computed in log space from a table of ``log k!`` with the
-  multinomial coefficient ``n!/(x1! x2! x3!)`` (SPEC 8.3).
-* Only the significant range of each binomial is summed.  The neglected mass
-  is bounded by the Chernoff bound ``P(Bin(m, p) >= k) <= exp(-m KL(k/m || p))``
-  (``k >= mp``; likewise for the lower tail) and **added** to the upper bound.
-* Floating-point error: the result is multiplied by ``1 + R`` and ``A`` is
-  added, with ``R = 64 eps B + 768 eps`` (``B`` bounds the magnitude of every log term
-  summed, so ``R`` dominates the error of ``exp`` of a sum of a few rounded
-  log terms; ``768 eps`` covers the binomial weights obtained by the ratio
-  recurrence ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/(1-pi)`` and the
-  conditional-binomial terms ``b(j) = b(j-1) (s-j+1)/j rho/(1-rho)`` of the
-  starting tail, both re-anchored on the log table every 32 steps: at most
-  ``32 x 5`` roundings each, and the point probabilities ``P(Bin(s, rho) = k)``
-  carried from ``s`` to ``s + 1`` by Pascal ratios in the main loop) and
-  ``A = 16 eps (number of additions) + 8 n eps + 512 eps U`` (``U``: sum of the
-  point probabilities added to or subtracted from the running conditional tail;
-  the third term bounds the carried chains' rounding absolutely, since the running
-  tail has cancellations; the second term covers the perturbation of ``q`` by a few ulps when forming
-  ``pi, rho``: the total-variation distance of two ``n``-fold products is at
-  most ``n`` times that of the factors).  The lower bound subtracts the same.
-* Cancellations in the running conditional tail (recurrence path, absolute
-  term ``A_F``).  ``F_s = F_0 + sum of signed point probabilities b`` (Pascal's
-  rule above), and ``F_s`` can be much smaller than ``F_0`` or than the terms,
-  so the relative margin ``R`` on the result does not cover the errors of the
-  terms: each computed term is ``b (1 + d)`` with ``|d| <= R_log = R - 768 eps
-  = 64 eps (B + 1)`` (the ``exp`` of a log-table sum, as above; a carried term
-  inherits this from its anchor, its chain's ``<= 165 eps`` being in
-  ``512 eps U``), and the starting tail ``F_0`` (a sum of positive terms) is off by
-  at most ``(R_log + 160 eps) F_0`` (its ratio chains, ``<= 160 eps``).  Hence
-  ``|F~_s - F_s| <= E_F = R_log (U + F_0) + 512 eps (U + F_0)`` for every
-  ``s`` (clamping to ``[0, 1]`` is a projection onto a set holding ``F_s``,
-  so it never increases the error).  Only the terms met up to ``s`` enter
-  ``F_s``, so with ``U_s`` their magnitude sum the error is ``<= E_F(s) =
-  (R_log + 512 eps)(U_s + F_0)``, and ``sum_s w~_s F~_s`` (``w~_s`` the
-  computed weights, whose own error ``R`` covers relatively) is off by at most
-  ``sum_s w~_s E_F(s)``.  This weighting matters: in the far tail ``U_s`` grows
-  where ``w_s`` is already small.  At the first summed ``s = s_lo``,
-  ``F = F_0`` has only its relative error, already in ``R``, so the sums start
-  at ``s_lo + 1``.  With the ``512 eps U`` already in ``A``, the recurrence adds
-  ``A_F = (R_log V + 512 eps F_0 W) (1 + 2 (n + 4) eps)``, ``V = sum_{s > s_lo}
-  w~_s (U_s + F_0)`` and ``W = sum_{s > s_lo} w~_s`` accumulated in the loop
-  (the last factor: rounding of ``V`` and ``W``, at most ``n + 2`` positive
-  terms each, and of ``A_F``; ``F_0``: the starting tail's upper bound).  The
-  enumeration path sums only positive terms, so ``R`` covers it relatively.
+Safety (theory §2.4 and §4.4): rounding is accounted for relative to the level
+-------------------------------------------------------------------------------
+Every allowance below is relative to the tail or weighted by the binomial
+weights, so the certified bounds stay tight for any level (tested down to
+``1e-16``) and any ``n`` (tested to ``1e8``); no table of size ``n`` is built
+for the difference statistic (:func:`compact_difference_table`).
+
+* Log-pmf (Loader 2000).  ``log Bin(j; m, p)`` is computed as
+  ``stirlerr(m) - stirlerr(j) - stirlerr(m-j) - bd0(j, mp) - bd0(m-j, mq) -
+  log(2 pi j (m-j)/m)/2`` with ``q`` passed (never ``1 - p``).  Each call
+  returns a bound of its absolute error (:func:`_lbin`: 16 eps of the
+  magnitudes summed, the deviance errors of :func:`_bd0`, ``1e-15`` for the
+  Stirling series); a log-factorial difference instead loses ``eps log n!``
+  (``~4e-7`` at ``n = 1e8``).  ``emax``, the largest such error met in one
+  tail, gives the relative margin ``R_log = expm1(emax) + 2 eps`` of every
+  anchored term (``~1e-13`` in practice at every ``n``).
+* Parameters.  ``pi = q1 + q2``, ``q3`` (Sterbenz order, one rounding), ``rho =
+  q1/pi``, ``1 - rho = q2/pi`` are each one rounding away from the exact
+  ``q``.  The tail is a posynomial of degree ``n`` in ``(q1, q2, q3)``,
+  increasing in each (theory §4.3), so these perturbations and Loader's
+  ``m (p + q - 1)`` term change it by a factor ``<= exp(4 n eps)``:
+  :func:`_par_margin`, relative (the former ``8 n eps`` was absolute).
+* Only the significant range of each binomial is summed; the neglected mass
+  is bounded by the Chernoff bound ``P(Bin(m, p) >= k) <= exp(-m KL(k/m ||
+  p))`` (written with ``p`` and ``q`` so it bounds the unnormalised sum, its
+  exponent rounded upward) and **added** to the upper bound.  The margin
+  bounds prune at ``PRUNE_FRACTION * level``, so the pruned mass is relative.
+* Ratio recurrences between anchors (every 32 steps: weights
+  ``Bin(s+1; n, pi) = Bin(s; n, pi) (n-s)/(s+1) pi/q3``, conditional terms,
+  the point probabilities carried from ``s`` to ``s + 1`` by Pascal ratios):
+  ``<= 165 eps`` relative each; ``768 eps`` in the relative margin ``R``,
+  which also holds ``R_log``, the parameter margin and ``(ns + nops + 8) eps``
+  for the products and the sum of positive terms.
+* Cancellations in the running conditional tail ``F_s = P(Bin(s, rho) >=
+  k(s))`` (recurrence path).  ``F_s = Fbase + sum of signed point
+  probabilities`` since its last anchor, so its absolute error is ``<= (R_log
+  + 512 eps + nops eps)(U_s + Fbase_s)`` with ``U_s`` the magnitudes of those
+  terms (their relative errors and one rounding per addition act on the
+  running magnitude, not on ``F``).  The result carries the weighted sum
+  ``A_F = (R_log + 512 eps + nops eps) V``, ``V = sum_{s > s_lo} w_s (U_s +
+  Fbase_s)``, which is small *relative to the tail* because ``F`` is
+  re-anchored: exactly where ``k(s) > s`` (``F_s = 0``) or ``k(s) <= 0``
+  (``F_s = 1``), and by a direct sum of positive terms (:func:`_sf_bounds`,
+  relative error) once ``U_s + Fbase_s > 1024 F_s`` (at most 256 times per
+  tail; when it happens affects speed, never validity).  Clamping ``F`` to
+  ``[0, 1]`` is a projection onto a set holding the truth, so it never
+  increases the error.
+* An absolute ``1e-280`` per operation covers terms flushed to zero (``exp``
+  underflow, deviances out of range); it matters only for levels below
+  ``~1e-270``.
+* The enumeration path sums only positive terms, so ``R`` covers it
+  relatively.
 
 References
 ----------
+Loader, C. (2000). Fast and accurate computation of binomial probabilities.
+(The saddle-point form of the binomial pmf; R's ``dbinom``.)
 Chernoff, H. (1952). A measure of asymptotic efficiency for tests of a
 hypothesis based on the sum of observations. Ann. Math. Statist. 23(4).
 Hoeffding, W. (1963). JASA 58(301) (the ``exp(-m KL)`` form of the bound).
@@ -425,8 +435,8 @@ def _lbin(m, j, p, q):
     mp = fm * p
     mq = fm * q
     if mp < 1e-280 or mq < 1e-280:
-        # deviances overflow the form; the term is below exp(-600) there (bounded by the caller's
-        # absolute underflow allowance)
+        # the form would divide by ~0; the term is <= (mp)^j or (mq)^(m-j) <= 1e-280 there (the
+        # callers' absolute underflow allowance, 1e-280 per operation, covers dropping it)
         return -np.inf, 0.0
     b1, e1 = _bd0(fj, mp)
     b2, e2 = _bd0(fm - fj, mq)
@@ -709,7 +719,7 @@ def _tail_core_parts(n, q1, q2, kvec, logcut):
                 nre += 1
                 U = 0.0
                 Fbase = Fh
-        if (s - s_lo) % 32 == 0:
+        if (s - s_lo) % 32 == 0 or w < 1e-250:
             lv, le = _lbin(n, s, pi, pc)
             w = math.exp(lv)
             if le > emax:
