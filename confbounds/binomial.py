@@ -111,9 +111,15 @@ def _log_pmf(j, n, p, q):
     b1, e1 = _bd0(j, m1)
     b2, e2 = _bd0(n - j, m2)
     lc = _stirlerr(n) - _stirlerr(j) - _stirlerr(n - j) - b1 - b2
-    lf = _LN_2PI + math.log(j) + math.log1p(-j / n)
+    # log(1 - j/n) without rounding 1 - j/n: log1p(-j/n) loses ~u/(1 - j/n) relative as j/n -> 1
+    # (R's dbinom has this issue), so the exact n - j is used there.
+    if j <= 0.5 * n:
+        l1 = math.log1p(-j / n)
+    else:
+        l1 = math.log((n - j) / n)
+    lf = _LN_2PI + math.log(j) + l1
     v = lc - 0.5 * lf
-    err = e1 + e2 + _U * (8.0 + 2.0 * abs(lc) + abs(lf) + abs(v)) + 4.0 * _U * (abs(j - m1) + abs(n - j - m2))
+    err = e1 + e2 + _U * (12.0 + 2.0 * abs(lc) + 2.0 * abs(lf) + abs(v)) + 4.0 * _U * (abs(j - m1) + abs(n - j - m2))
     return v, err
 
 
@@ -481,9 +487,10 @@ def _uniforms(randomized, shape):
     if np.any(bad):
         raise ValueError(f"randomized: the uniform draw u must lie in [0, 1), got {u[bad].ravel()[:6]!r}")
     try:
-        return np.broadcast_to(u, shape)
+        np.broadcast_shapes(u.shape, shape)
     except ValueError:
-        raise ValueError(f"randomized: u of shape {u.shape} does not broadcast to the counts' shape {shape}") from None
+        raise ValueError(f"randomized: u of shape {u.shape} does not broadcast with the counts' shape {shape}") from None
+    return u
 
 
 def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
