@@ -73,8 +73,9 @@ for the difference statistic (:func:`compact_difference_table`).
   Fbase_s)``, which is small *relative to the tail* because ``F`` is
   re-anchored: exactly where ``k(s) > s`` (``F_s = 0``) or ``k(s) <= 0``
   (``F_s = 1``), and by a direct sum of positive terms (:func:`_sf_bounds`,
-  relative error) once ``U_s + Fbase_s > 1024 F_s`` (at most 256 times per
-  tail; when it happens affects speed, never validity).  Clamping ``F`` to
+  relative error) once ``U_s + Fbase_s > 1024 F_s`` and ``U_s + Fbase_s > 1e3
+  exp(logcut)`` (at most 256 times per tail; when it happens affects speed and
+  tightness, never validity).  Clamping ``F`` to
   ``[0, 1]`` is a projection onto a set holding the truth, so it never
   increases the error.
 * An absolute ``1e-280`` per operation covers terms flushed to zero (``exp``
@@ -631,6 +632,9 @@ def _tail_core_parts(n, q1, q2, kvec, logcut):
     chain = 0
     U = 0.0
     Fbase = F0  # magnitude of F's last anchor (F0, a direct re-evaluation, or an exact 0 / 1)
+    # below this magnitude the cancellation error (~1e-12 of it, weighted by w_s <= 1) is far below the
+    # pruning scale exp(logcut): re-anchoring there would cost time for nothing
+    mag_floor = 1e3 * math.exp(logcut)
     nre = 0
     V = 0.0  # sum_{s > s_lo} w_s (U_s + Fbase_s)
     for s in range(s_lo, s_hi + 1):
@@ -711,7 +715,7 @@ def _tail_core_parts(n, q1, q2, kvec, logcut):
                 Fl = 1.0
                 U = 0.0
                 Fbase = 0.0
-            elif U + Fbase > 1024.0 * Fh and nre < 256:
+            elif U + Fbase > 1024.0 * Fh and U + Fbase > mag_floor and nre < 256:
                 Fl, Fh, m2, e2 = _sf_bounds(s, kt, rho, rc, logcut)
                 if e2 > emax:
                     emax = e2
