@@ -554,9 +554,11 @@ def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
       the same as testing several times and reporting the best);
     - two people with the same counts can obtain different bounds.
 
-    A sequential counterpart exists (randomizing the last look of a confidence sequence
-    so that the stopping boundary is met exactly, Voráček 2024); it belongs to the
-    sequential module and is not implemented here.
+    Sequential counterpart: a threshold-table confidence sequence can be randomized the
+    same way, by randomizing the decision at the count where the boundary is crossed so
+    that the error probability is exactly its budget.  This is left to the sequential
+    module (issue 13) and not implemented here; whether Voráček (2024) states it was not
+    checked (the paper itself was not available to this module's author).
 
     References
     ----------
