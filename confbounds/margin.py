@@ -105,9 +105,10 @@ from scipy import special
 
 from ._validate import check_alpha, check_choice, check_integer_array
 from .binomial import clopper_pearson
-from .nuisance import MARGINS, _KIND, invert_fast, margin_range, taylor_probit, taylor_tables
-from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS as TAIL_STATISTICS, _LOGCUT, _check_order,
-                        compact_difference_table, observed_statistic, staircase_table, threshold_table)
+from .nuisance import MARGIN_KIND, MARGINS, invert_fast, margin_range, taylor_probit, taylor_tables
+from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS as TAIL_STATISTICS,
+                        check_taylor_order, compact_difference_table, observed_statistic, staircase_table,
+                        threshold_table)
 
 __all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS", "DOMINATING_STATISTICS",
            "DEFAULT_STATISTIC", "baseline_bound"]
@@ -310,7 +311,7 @@ def baseline_bound(x1, x2, n, alpha, margin: str = "linear", statistic: str = "b
     check_choice(margin, "margin", MARGINS)
     check_choice(statistic, "statistic", DOMINATING_STATISTICS)
     x1, x2, n, alpha = _check_inputs(x1, x2, n, alpha)
-    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else _check_order(taylor_order)
+    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else check_taylor_order(taylor_order)
     return _baseline(x1, x2, n, alpha, margin, statistic, M)
 
 
@@ -405,9 +406,9 @@ def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol
         kvec = compact_difference_table(n, t)  # O(1) memory at any n
     else:
         kvec = threshold_table(n, t, statistic, M)
-    res = invert_fast(_KIND[margin], n, kvec, acoef, ccoef, H, pihi,
+    res = invert_fast(MARGIN_KIND[margin], n, kvec, acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
-                      max(_LOGCUT, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
+                      max(LOG_PRUNE_MASS, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
 
 
@@ -528,7 +529,7 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
     check_choice(method, "method", METHODS)
     check_choice(statistic, "statistic", STATISTICS)
     x1, x2, n, alpha = _check_inputs(x1, x2, n, alpha)
-    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else _check_order(taylor_order)
+    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else check_taylor_order(taylor_order)
     split = float(alpha_split)
     if not (0.0 < split < 1.0):
         raise ValueError(f"alpha_split must lie in (0, 1), got {alpha_split!r}")

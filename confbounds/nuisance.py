@@ -71,14 +71,16 @@ from numba import njit
 
 from ._validate import check_choice
 from .taylor import taylor_coefficients
-from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_n, _check_order,
+from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS, check_n, check_taylor_order,
                         tail_core, threshold_table)
 
-__all__ = ["certified_sup", "SupResult", "MARGINS", "margin_range", "taylor_tables", "probit_margin",
-           "taylor_probit"]
+__all__ = ["certified_sup", "SupResult", "MARGINS", "MARGIN_KIND", "margin_range", "taylor_tables",
+           "probit_margin", "taylor_probit", "invert_fast", "invert_core"]
 
 MARGINS = ("linear", "probit", "taylor")
 _KIND = {"linear": 0, "probit": 1, "taylor": 2}
+#: Integer code of each margin in the Numba kernels (``kind``).
+MARGIN_KIND = _KIND
 Z_MIN = -45.0
 #: Range searched for the probit margin; beyond it the bound is reported as -inf / capped.
 PROBIT_CAP = 40.0
@@ -731,7 +733,7 @@ _TAYLOR_CACHE: dict = {}
 
 def taylor_tables(M: Optional[int]):
     """(a_k = c_k/(2k+1), c_k, H = Phi^{-1}_M(1)) for the Taylor curve (SPEC 6)."""
-    M = DEFAULT_TAYLOR_ORDER if M is None else _check_order(M)
+    M = DEFAULT_TAYLOR_ORDER if M is None else check_taylor_order(M)
     if M not in _TAYLOR_CACHE:
         c = np.asarray(taylor_coefficients(M), dtype=float)
         a = c / (2.0 * np.arange(M + 1) + 1.0)
@@ -787,7 +789,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
     """
     check_choice(margin, "margin", MARGINS)
     check_choice(statistic, "statistic", STATISTICS)
-    n = _check_n(n)
+    n = check_n(n)
     L = float(L)
     if not math.isfinite(L):
         raise ValueError(f"L must be finite, got {L!r}")
@@ -809,7 +811,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
                          n=n, margin=margin, statistic=statistic, nodes=0, converged=True)
     Lc = min(L, hi_r)  # above the range the null set is the whole simplex, as at the top
     st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, acoef,
-                                         ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, _LOGCUT)
+                                         ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, LOG_PRUNE_MASS)
     if q1 != q1:
         mx = (float("nan"),) * 3
     else:

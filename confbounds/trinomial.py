@@ -117,6 +117,9 @@ __all__ = [
     "plugin_table",
     "staircase_table",
     "compact_difference_table",
+    "check_taylor_order",
+    "check_n",
+    "LOG_PRUNE_MASS",
 ]
 
 STATISTICS = ("difference", "plugin", "studentized")
@@ -125,6 +128,8 @@ DEFAULT_TAYLOR_ORDER = 100
 #: Mass threshold below which binomial tails are pruned (bounded and added back).
 PRUNE_MASS = 1e-17
 _LOGCUT = math.log(PRUNE_MASS)
+#: ``log(PRUNE_MASS)``: the default pruning level (log scale) of the tail kernels.
+LOG_PRUNE_MASS = _LOGCUT
 _EPS = float(np.finfo(float).eps)
 #: Relative tolerance under which two plug-in statistic values count as tied
 #: (ties are put in the tail, the conservative side).
@@ -166,6 +171,11 @@ def plugin_table(n: int, taylor_order: Optional[int] = None) -> np.ndarray:
     """``Phi^{-1}_M(k/n)`` for ``k = 0..n`` (the plug-in statistic's building block)."""
     M = DEFAULT_TAYLOR_ORDER if taylor_order is None else _check_order(taylor_order)
     return _plugin_cached(int(n), int(M))
+
+
+def check_taylor_order(M) -> int:
+    """``taylor_order`` as a non-negative int (ValueError naming the value otherwise)."""
+    return _check_order(M)
 
 
 def _check_order(M) -> int:
@@ -829,6 +839,11 @@ def _check_q(q) -> Tuple[float, float]:
     if q1 + q2 > 1.0:
         q2 = max(0.0, 1.0 - q1)
     return q1, q2
+
+
+def check_n(n) -> int:
+    """A scalar count ``n >= 0`` (ValueError naming the value otherwise)."""
+    return _check_n(n)
 
 
 def _check_n(n) -> int:
