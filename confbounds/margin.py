@@ -322,14 +322,23 @@ def _baseline(x1, x2, n, level, margin, statistic, M):
 
 
 @lru_cache(maxsize=16)
+def _cp_tables(n, level):
+    """``CP_lo(x, level/2)`` and ``CP_hi(x, level/2)`` for ``x = 0..n`` (shared by every margin)."""
+    k = np.arange(n + 1)
+    lo = np.asarray(clopper_pearson(k, n, level / 2.0, "lower"), dtype=float)
+    hi = np.asarray(clopper_pearson(k, n, level / 2.0, "upper"), dtype=float)
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return lo, hi
+
+
+@lru_cache(maxsize=16)
 def _pair_tables(n, level, margin, M):
     """``A[x1] = g-coordinate of CP_lo(x1, level/2)``, ``Bv[x2]`` likewise of ``CP_hi(x2, level/2)``,
     ``x = 0..n``, made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a
     running min from the right: both can only raise ``T = A - Bv``).  Depends on ``(n, level)`` only,
     so it is cached (the first call at a new ``(n, level)`` pays ``2 (n + 1)`` Clopper–Pearson calls)."""
-    k = np.arange(n + 1)
-    lo = np.asarray(clopper_pearson(k, n, level / 2.0, "lower"), dtype=float)
-    hi = np.asarray(clopper_pearson(k, n, level / 2.0, "upper"), dtype=float)
+    lo, hi = _cp_tables(n, level)
     with np.errstate(divide="ignore"):
         A = np.asarray(_transform(lo, margin, M), dtype=float)
         Bv = np.asarray(_transform(hi, margin, M), dtype=float)
