@@ -279,17 +279,20 @@ class ReductionResult:
         Groups of other classes whose masses were bounded (``cohen``: one group,
         all others; ``bonferroni``: singletons).
     p_a_lower, p_b_upper : float
-        Lower bound on ``p_y``, upper bound on ``max_{k != y} p_k``; NaN when the
-        reduction bounds the margin directly (``exact``).
+        Lower bound on ``p_y``, upper bound on ``max_{k != y} p_k``; NaN when
+        ``exact`` chose a structure that bounds the margin directly.
     margin : {"linear", "probit"}
         Which margin ``margin_lower`` bounds.
+    structure : str
+        ``exact`` only: the kind of the chosen :class:`Structure` (``"cohen"``,
+        ``"pairs"``, ``"trinomial"``, ``"direct"``); ``""`` for the other reductions.
     margin_lower : float
         Lower bound on ``p_y - max_k p_k`` (linear) or
         ``Phi^-1(p_y) - Phi^-1(max_k p_k)`` (probit; may be ``-inf``).
     alpha_each : float
         Level of each of the ``n_tests`` bounds; ``alpha_each * n_tests <= alpha``.
     bound : str
-        The bound used (``"clopper_pearson"``, ``"trinomial"``, or a mean bound).
+        The bound used (``"clopper_pearson"``, ``"trinomial_<statistic>"``, or a mean bound).
     """
 
     reduction: str
@@ -526,7 +529,8 @@ def forecast_counts(selection_totals, top: int, n: int) -> np.ndarray:
     """Estimation counts expected from the selection counts (a heuristic: validity does not depend on it).
 
     ``p_y = (s_y + FORECAST_TOP)/(n0 + 2 FORECAST_TOP)`` (posterior mean of the
-    top class's share under a ``Beta(FORECAST_TOP, FORECAST_TOP)`` prior); the rest ``1 - p_y`` is split over the other classes in proportion to
+    top class's share under a ``Beta(FORECAST_TOP, FORECAST_TOP)`` prior); the
+    rest ``1 - p_y`` is split over the other classes in proportion to
     ``s_k + FORECAST_SPREAD`` (a symmetric Dirichlet prior on how the non-top mass
     is shared: a class never seen in the selection may still hold mass, and one
     seen once is not assumed to hold all of it).  Counts ``round(n p_k)`` for the
@@ -662,25 +666,41 @@ def _g(pa, pb, margin):
     return np.where(pa > pb, v, -np.inf)
 
 
-def _forecast_cp(st: Structure, X: np.ndarray, n: int, top: int, alpha: float, margin: str) -> np.ndarray:
-    """Margin bounds of a Clopper–Pearson structure on each row of ``X`` (forecast use).
+def _forecast_scores(cands, X: np.ndarray, n: int, top: int, alpha: float, margin: str) -> List[float]:
+    """Mean of ``max(bound, 0)`` over the rows of ``X`` for every Clopper–Pearson structure (forecast use).
 
     ``"trinomial"`` structures get the Bonferroni pair at ``alpha/B`` (halves
-    ``alpha/(2B)``), which the dominating statistic never falls below.
+    ``alpha/(2B)``), which the dominating statistic never falls below.  All
+    endpoints come from two vectorised :func:`confbounds.binomial.clopper_pearson`
+    calls (one per side).
     """
-    xa = X[:, top]
-    if st.kind == "cohen":
-        pa = np.asarray(clopper_pearson(xa, n, alpha, "lower"))
-        return _g(pa, 1.0 - pa, margin)
-    masses = np.stack([X[:, list(b)].sum(axis=1) for b in st.buckets], axis=1)
-    ae = alpha / st.n_tests
-    if st.kind == "pairs":
-        pa = np.asarray(clopper_pearson(xa, n, ae, "lower"))
-        pb = np.asarray(clopper_pearson(masses, n, ae, "upper")).max(axis=1)
-        return _g(pa, pb, margin)
-    pa = np.asarray(clopper_pearson(xa, n, ae / 2.0, "lower"))
-    pb = np.asarray(clopper_pearson(masses, n, ae / 2.0, "upper")).max(axis=1)
-    return _g(pa, pb, margin)
+    D = X.shape[0]
+    lo_k, lo_a, hi_k, hi_a, plan = [], [], [], [], []
+    for st in cands:
+        if st.kind == "cohen":
+            lev = alpha
+        elif st.kind == "pairs":
+            lev = alpha / st.n_tests
+        else:
+            lev = alpha / (2.0 * st.n_tests)
+        i_lo = len(lo_k)
+        lo_k.append(X[:, top])
+        lo_a.append(np.full(D, lev))
+        i_hi = len(hi_k)
+        if st.kind != "cohen":
+            for b in st.buckets:
+                hi_k.append(X[:, list(b)].sum(axis=1))
+                hi_a.append(np.full(D, lev))
+        plan.append((st.kind, i_lo, i_hi, len(hi_k)))
+    lo = np.asarray(clopper_pearson(np.concatenate(lo_k), n, np.concatenate(lo_a), "lower")).reshape(-1, D)
+    hi = (np.asarray(clopper_pearson(np.concatenate(hi_k), n, np.concatenate(hi_a), "upper")).reshape(-1, D)
+          if hi_k else None)
+    out = []
+    for kind, i_lo, h0, h1 in plan:
+        pa = lo[i_lo]
+        pb = 1.0 - pa if kind == "cohen" else hi[h0:h1].max(axis=0)
+        out.append(float(np.mean(np.maximum(_g(pa, pb, margin), 0.0))))
+    return out
 
 
 def choose_structure(samples: "Samples", alpha: float, margin: str, top: int = None) -> Structure:
@@ -692,8 +712,9 @@ def choose_structure(samples: "Samples", alpha: float, margin: str, top: int = N
     Bonferroni pair at its level (a floor of it, theory §4.7) plus the gain of
     the trinomial bound over that floor at the posterior-mean counts
     (:func:`forecast_counts`), computed for the best-scoring trinomial
-    candidate only.  Scores: normal-approximation forecasts from the selection
-    scores (:func:`_score_forecast`).  Ties keep the earlier candidate (Cohen,
+    candidate only, against its bucket of largest forecast mass.  Scores:
+    normal-approximation forecasts from the selection scores
+    (:func:`_score_forecast`).  Ties keep the earlier candidate (Cohen,
     then fewer tests).  Heuristic: validity does not depend on it.
     """
     if top is None:
@@ -704,16 +725,21 @@ def choose_structure(samples: "Samples", alpha: float, margin: str, top: int = N
     if samples.kind == "counts":
         n = samples.n
         X = forecast_draws(samples.selection_totals, top, n)
-        scores = [float(np.mean(np.maximum(_forecast_cp(st, X, n, top, alpha, margin), 0.0))) for st in cands]
+        scores = _forecast_scores(cands, X, n, top, alpha, margin)
         tri = [i for i, st in enumerate(cands) if st.kind == "trinomial"]
         if tri:
             i = max(tri, key=lambda j: scores[j])
             st = cands[i]
-            xf = forecast_counts(samples.selection_totals, top, n)[None, :]
-            floor = float(_forecast_cp(st, xf, n, top, alpha, margin)[0])
-            full = _count_structure(st, xf[0], n, top, alpha, margin)[0]
-            if np.isfinite(floor) and np.isfinite(full):
-                scores[i] += max(full - floor, 0.0) * (scores[i] > 0)
+            xf = forecast_counts(samples.selection_totals, top, n)
+            # the gain of the trinomial test over its floor, against the bucket with the largest forecast
+            # mass (the one that sets the minimum): one exact call
+            b = max(st.buckets, key=lambda bb: int(xf[list(bb)].sum()))
+            one = Structure("trinomial", (b,), st.statistic)
+            lev = alpha / st.n_tests
+            full = _count_structure(one, xf, n, top, lev, margin)[0]
+            floor = _forecast_scores([one], xf[None, :], n, top, lev, margin)[0]
+            if np.isfinite(full) and scores[i] > 0:
+                scores[i] += max(full - floor, 0.0)
     else:
         scores = [_score_forecast(st, samples.selection, samples.n, top, alpha, margin) for st in cands]
     best = int(np.argmax(scores))  # first maximum: earlier candidates win ties

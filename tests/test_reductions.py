@@ -331,7 +331,8 @@ def test_score_direct_margin_matches_definition():
     assert r.margin_lower == pytest.approx(empirical_bernstein(z, 0.05, side="lower", bounds=(-1 - SIMPLEX_TOL, 1.0)))
     assert math.isnan(r.p_a_lower) and math.isnan(r.p_b_upper)
     # with two classes the choice itself is Cohen's bound
-    assert exact(sel, est, 0.05, bound="bernstein").margin_lower == cohen(sel, est, 0.05, bound="bernstein").margin_lower
+    two = exact(sel, est, 0.05, bound="bernstein")
+    assert two.margin_lower == cohen(sel, est, 0.05, bound="bernstein").margin_lower
 
 
 def test_score_exact_chooses_among_cohen_pairs_and_direct():
