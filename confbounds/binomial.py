@@ -247,7 +247,7 @@ def _solve_classical(k, n, alpha, lower, x0):
             if lb + gd + (dg + 4.0 * _U) * abs(gd) <= la - mr:
                 ok = True
                 break
-            x1 = x1 - abs(x1) * 4.0 * _U if lower else x1 + (1.0 - x1) * 4.0 * _U
+            x1 = x1 - x1 * 4.0 * _U if lower else x1 + x1 * 4.0 * _U  # ~4 ulps outward
         if not ok:
             return -1.0
         if abs(x1 - x) <= 1e-9 * min(x1, 1.0 - x1):

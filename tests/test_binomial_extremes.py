@@ -600,6 +600,21 @@ def test_issue_example():
     assert x <= 1.1228872190597749e-08 * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("k, n, alpha, side", [
+    (1, 10**5, 0.9, "upper"), (2, 10**5, 0.9, "upper"), (3, 10**9, 0.9, "upper"), (10, 10**6, 0.99, "upper"),
+    (2, 10**5, 0.9, "lower"), (10, 10**9, 0.99, "lower"), (10**6 - 3, 10**6, 0.9, "lower"), (7, 20, 0.75, "upper"),
+])
+def test_endpoint_alpha_near_one_live(k, n, alpha, side):
+    # alpha > 1/2 makes the tail's elasticity small, so a sloppy outward step shows up as looseness
+    # (an absolute 4-ulp nudge near 0 once cost 4e-11 relative at (2, 1e5, 0.9, upper)).
+    # Expected: 50-digit roots computed live (finite sums: k or n - k <= 60).
+    mp.mp.dps = 50
+    x = clopper_pearson(k, n, alpha, side=side)
+    root = _ref_root(k, n, alpha, side, x)
+    assert (mp.mpf(x) <= root) if side == "lower" else (mp.mpf(x) >= root)
+    assert abs(mp.mpf(x) - root) <= max(mp.mpf(1e-12) * root, mp.mpf(np.spacing(float(root))))
+
+
 def test_table_spot_check():
     # a few rows recomputed live (cheap ones: finite sums), so the table cannot drift from the code above
     mp.mp.dps = 50
