@@ -414,6 +414,7 @@ def binomial_tail_bound(k, n, p, side: str = "lower", w=1.0):
     if side not in ("lower", "upper"):
         raise ValueError(f"side must be 'lower' or 'upper', got {side!r}")
     k_arr, n_arr = check_counts(k, n)
+    _check_max_n(n_arr)
     p_arr = np.asarray(p, dtype=float)
     if np.any(~((p_arr > 0) & (p_arr < 1))):
         raise ValueError(f"p must lie in the open interval (0, 1), got {p!r}")
@@ -430,6 +431,16 @@ def binomial_tail_bound(k, n, p, side: str = "lower", w=1.0):
 
 
 # ----------------------------------------------------------------------------- endpoints
+#: Largest n accepted: counts must be exact in float64 (the kernel works in doubles).
+_MAX_N = 2 ** 53
+
+
+def _check_max_n(n_arr):
+    big = n_arr > _MAX_N
+    if np.any(big):
+        raise ValueError(f"n must be <= 2**53 so that counts are exact in float64, got n={n_arr[big].ravel()[0]!r}")
+
+
 def _guess(k, n, a, lower):
     """SciPy's inverse incomplete beta: a starting guess only (never trusted)."""
     with np.errstate(all="ignore"):
@@ -586,10 +597,11 @@ def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
     """
     # Scalar fast path: plain Python ints and a float level, classical bound, one side.
     if (randomized is None and type(k) is int and type(n) is int and type(alpha) is float
-            and side in ("lower", "upper") and 0 <= k <= n and n >= 1 and 0.0 < alpha < 1.0):
+            and side in ("lower", "upper") and 0 <= k <= n and 1 <= n <= _MAX_N and 0.0 < alpha < 1.0):
         return _scalar_endpoint(k, n, alpha, side == "lower")
     check_side(side)
     k_arr, n_arr = check_counts(k, n)
+    _check_max_n(n_arr)
     a = check_alpha_array(alpha)
     shape = np.broadcast_shapes(k_arr.shape, n_arr.shape, a.shape)
     scalar = np.ndim(k) == 0 and np.ndim(n) == 0 and np.ndim(alpha) == 0

@@ -707,6 +707,15 @@ def test_tail_bound_weighted_term():
             assert abs(Fraction(float(v)) - up_exact) <= Fraction(float(e))
 
 
+def test_n_beyond_float_exactness_is_refused():
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        clopper_pearson(3, 2**53 + 2, 0.01)
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        clopper_pearson(np.array([3]), np.array([2**60]), 0.01)
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        binomial_tail_bound(3, 2**60, 0.5)
+
+
 def test_tail_bad_input():
     with pytest.raises(ValueError, match="p must"):
         binomial_tail_bound(1, 10, 1.0)
