@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
@@ -158,17 +160,17 @@ def test_exact_structures_reproduce_the_baselines(case, margin):
         assert k.margin_lower == cpm(sel, est, 0.001, margin=margin).margin_lower
 
 
-def test_exact_with_two_classes_is_cohen_on_every_input():
+@settings(max_examples=300, deadline=None)
+@given(n=st.sampled_from([1, 10, 100, 1000, 10**5]), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**31),
+       sigma=st.sampled_from([0.12, 0.25, 0.5, 1.0]), alpha=st.sampled_from([1e-6, 1e-3, 0.05, 0.3]))
+def test_exact_with_two_classes_is_cohen_on_every_input(n, p, seed, sigma, alpha):
     # m = 2: only Cohen is offered (the rest is known to be empty), so exact/R2 equals cohen/Rmono exactly.
-    rng = np.random.default_rng(5)
-    for _ in range(300):
-        n = int(rng.choice([10, 100, 1000, 100000]))
-        p = rng.uniform(0, 1)
-        sel, est = rng.multinomial(100, [p, 1 - p]), rng.multinomial(n, [p, 1 - p])
-        e = certify(sel, est, sigma=0.25, reduction="exact", radius="R2")
-        c = certify(sel, est, sigma=0.25, reduction="cohen", radius="Rmono")
-        assert e.radius >= c.radius and e.prediction == c.prediction, (sel, est, e.radius, c.radius)
-    assert [s.kind for s in exact_structures([3, 97], 1)] == ["cohen"]
+    rng = np.random.default_rng(seed)
+    sel, est = rng.multinomial(100, [p, 1 - p]), rng.multinomial(n, [p, 1 - p])
+    e = certify(sel, est, sigma=sigma, alpha=alpha, reduction="exact", radius="R2")
+    c = certify(sel, est, sigma=sigma, alpha=alpha, reduction="cohen", radius="Rmono")
+    assert e.radius >= c.radius and e.prediction == c.prediction, (sel, est, e.radius, c.radius)
+    assert [s.kind for s in exact_structures(sel, choose_top(sel)[0])] == ["cohen"]
 
 
 @pytest.mark.parametrize("margin", ["linear", "probit"])
