@@ -125,7 +125,7 @@ def _log_pmf(j, n, p, q):
 
 @njit(cache=True)
 def _tail(k, n, x, lower, w):
-    """Tail ``F`` at ``x`` and a bound on its absolute error, plus ``pmf(k)``.
+    """Tail ``F`` at ``x``, a bound on its absolute error, ``pmf(k)`` and the anchor's relative error.
 
     ``lower=True``:  F = P(X > k) + w P(X = k)   (w = 1: P(X >= k), the lower-endpoint tail);
     ``lower=False``: F = P(X < k) + w P(X = k)   (w = 1: P(X <= k), the upper-endpoint tail);
@@ -198,7 +198,7 @@ def _tail(k, n, x, lower, w):
         g = s + (1.0 - w) * tk
         f = 1.0 - g
         err = err_s + (1.0 - w) * tk * ea + 3.0 * _U * (g + 1.0)
-    return f, 2.0 * err + 1e-300, tk
+    return f, 2.0 * err + 1e-300, tk, ea
 
 
 @njit(cache=True)
@@ -223,8 +223,9 @@ def _solve_classical(k, n, alpha, lower, x0):
     la = math.log(alpha)
     dg = 1e-8
     for it in range(4):
-        f, err, tk = _tail(k, n, x, lower, 1.0)
-        if not (f > 0.0 and tk > 0.0 and err < 1e-9 * f):
+        f, err, tk, ea = _tail(k, n, x, lower, 1.0)
+        # the slope uses tk and f: both must be known to 1e-9 for the 1e-8 slope allowance
+        if not (f > 0.0 and tk > 0.0 and err < 1e-9 * f and ea < 1e-9):
             return -1.0
         fh = f + err
         lb = math.log(fh)
@@ -293,7 +294,7 @@ def _solve_one(k, n, alpha, lower, w, x0):
     if not (x > 0.0 and x < 1.0):
         x = 0.5
     for it in range(_MAXIT):
-        f, err, tk = _tail(k, n, x, lower, w)
+        f, err, tk, _ = _tail(k, n, x, lower, w)
         verified = f + err <= alpha
         if verified:
             if (lower and x > best) or ((not lower) and x < best):
@@ -368,7 +369,7 @@ def _solve_scalar(k, n, alpha, lower, x0):
 @njit(cache=True)
 def _tail_many(k, n, x, lower, w, f_out, e_out):
     for i in range(k.size):
-        f, e, _ = _tail(k[i], n[i], x[i], lower, w[i])
+        f, e, _, _ = _tail(k[i], n[i], x[i], lower, w[i])
         f_out[i] = f
         e_out[i] = e
 
