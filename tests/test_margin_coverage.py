@@ -6,6 +6,10 @@ and the exact coverage ``sum_x P_q(x) 1[bound(x) <= g(q)]`` is evaluated for
 q3 = 0, q1 = 1/2, q1 = 0 and the three vertices.  Requirement: coverage
 >= 1 - alpha with no tolerance, alpha in {0.01, 0.05, 0.2}.
 
+Statistics: the difference, plug-in and studentized statistics, Berger–Boos, the Bonferroni method, and
+(issue 10) the dominating statistics "bonferroni" (the default; linear, probit and the Taylor route) and
+"cohen" (theory §4.7), whose result is max(B(x), certified inversion).
+
 The probit truth ``Phi^{-1}(q1) - Phi^{-1}(q2)`` is -inf when q1 = 0 (also at
 q = (0, 0, 1), the strictest convention: only a bound of -inf covers it) and
 +inf when q2 = 0 < q1 (every bound covers).
