@@ -666,13 +666,21 @@ def _g(pa, pb, margin):
     return np.where(pa > pb, v, -np.inf)
 
 
+def _cp_unique(k: np.ndarray, n: int, a: np.ndarray, side: str) -> np.ndarray:
+    """:func:`clopper_pearson` on the distinct ``(k, a)`` pairs only (forecast draws repeat counts often)."""
+    pairs = np.stack([k.astype(float), a], axis=1)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    vals = np.asarray(clopper_pearson(uniq[:, 0].astype(np.int64), n, uniq[:, 1], side), dtype=float)
+    return vals[np.ravel(inv)]
+
+
 def _forecast_scores(cands, X: np.ndarray, n: int, top: int, alpha: float, margin: str) -> List[float]:
     """Mean of ``max(bound, 0)`` over the rows of ``X`` for every Clopper–Pearson structure (forecast use).
 
     ``"trinomial"`` structures get the Bonferroni pair at ``alpha/B`` (halves
     ``alpha/(2B)``), which the dominating statistic never falls below.  All
     endpoints come from two vectorised :func:`confbounds.binomial.clopper_pearson`
-    calls (one per side).
+    calls (one per side, on the distinct ``(count, level)`` pairs).
     """
     D = X.shape[0]
     lo_k, lo_a, hi_k, hi_a, plan = [], [], [], [], []
@@ -692,9 +700,8 @@ def _forecast_scores(cands, X: np.ndarray, n: int, top: int, alpha: float, margi
                 hi_k.append(X[:, list(b)].sum(axis=1))
                 hi_a.append(np.full(D, lev))
         plan.append((st.kind, i_lo, i_hi, len(hi_k)))
-    lo = np.asarray(clopper_pearson(np.concatenate(lo_k), n, np.concatenate(lo_a), "lower")).reshape(-1, D)
-    hi = (np.asarray(clopper_pearson(np.concatenate(hi_k), n, np.concatenate(hi_a), "upper")).reshape(-1, D)
-          if hi_k else None)
+    lo = _cp_unique(np.concatenate(lo_k), n, np.concatenate(lo_a), "lower").reshape(-1, D)
+    hi = _cp_unique(np.concatenate(hi_k), n, np.concatenate(hi_a), "upper").reshape(-1, D) if hi_k else None
     out = []
     for kind, i_lo, h0, h1 in plan:
         pa = lo[i_lo]
