@@ -492,7 +492,11 @@ def _uniforms(randomized, shape):
         return randomized.random(shape)
     if isinstance(randomized, (int, np.integer)):
         return np.random.default_rng(int(randomized)).random(shape)
-    u = np.asarray(randomized, dtype=float)
+    raw = np.asarray(randomized)
+    if raw.dtype.kind not in "f":
+        raise ValueError(
+            f"randomized: u must be floats in [0, 1) (a Python int is read as a seed), got dtype {raw.dtype}")
+    u = raw.astype(float)
     if u.size == 0:
         raise ValueError("randomized (the uniform draw u) is empty")
     bad = ~((u >= 0.0) & (u < 1.0))
@@ -522,8 +526,9 @@ def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
     randomized : None, array_like of float in [0, 1), int or numpy.random.Generator
         ``None`` (default): the classical, conservative bound.  Otherwise the randomized
         Clopper–Pearson bound, with coverage exactly ``1 - alpha``, driven by the uniform
-        ``u``: pass ``u`` itself (broadcast with ``k``), or an int seed / a Generator from
-        which ``u`` is drawn (one uniform per bound).  Two-sided uses the same ``u`` on both
+        ``u``: pass ``u`` itself as floats (broadcast with ``k``), or a Python ``int`` seed /
+        a Generator from which ``u`` is drawn (one uniform per bound).  ``randomized=0`` is
+        seed 0, not ``u = 0``; integer arrays are refused.  Two-sided uses the same ``u`` on both
         sides.  ``u = 0`` gives the classical bound.  Read "Randomized bound" below first.
 
     Returns

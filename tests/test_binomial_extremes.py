@@ -833,7 +833,7 @@ def test_randomized_seed_generator_and_shapes():
 
 @pytest.mark.parametrize("bad, match", [
     (1.0, r"\[0, 1\)"), (-0.1, r"\[0, 1\)"), (float("nan"), r"\[0, 1\)"), (True, "explicit"),
-    (np.zeros(3), "broadcast"), (np.array([]), "empty"),
+    (np.zeros(3), "broadcast"), (np.array([]), "empty"), (np.array([0, 0]), "seed"), ("0.5", "seed"),
 ])
 def test_randomized_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
