@@ -760,7 +760,24 @@ def exact(selection, estimation, alpha, *, margin: str = "linear", bound="bettin
     See the module docstring ("The exact reduction").  ``structure`` forces
     one :class:`Structure` (for tests and audits); by default
     :func:`choose_structure` picks it.  ``p_a_lower``/``p_b_upper`` are NaN when
-    the chosen structure bounds the margin directly.
+    the chosen structure bounds the margin directly.  The level is ``alpha``
+    in total, split as the chosen structure says (``alpha_each * n_tests``).
+
+    References
+    ----------
+    Cohen, Rosenfeld, Kolter (2019), ICML; Delattre et al. (2025), AISTATS
+    (class partitioning); theory §4.7 (dominating statistics), §5 (direct
+    margin), §7 (reductions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = exact(np.array([2, 95, 3]), np.array([10, 980, 10]), 0.001, margin="probit")
+    >>> r.top, r.structure, r.buckets, r.alpha_each * r.n_tests == 0.001
+    (1, 'trinomial', ((2,), (0,)), True)
+    >>> two = exact(np.array([3, 97]), np.array([20, 980]), 0.001, margin="probit")
+    >>> two.structure, two.n_tests  # two classes: Cohen's bound at the full alpha
+    ('cohen', 1)
     """
     s, a, top, runner = _common(selection, estimation, alpha, margin)
     st = choose_structure(s, a, margin, top) if structure is None else structure
