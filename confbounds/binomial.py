@@ -505,7 +505,8 @@ def _uniforms(randomized, shape):
     try:
         np.broadcast_shapes(u.shape, shape)
     except ValueError:
-        raise ValueError(f"randomized: u of shape {u.shape} does not broadcast with the counts' shape {shape}") from None
+        raise ValueError(
+            f"randomized: u of shape {u.shape} does not broadcast with the counts' shape {shape}") from None
     return u
 
 

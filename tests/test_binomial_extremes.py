@@ -9,7 +9,7 @@ for n up to 1e9 and alpha down to 1e-15.  They were produced by this file's own 
 code (``_ref_root``: Newton, then Illinois if needed, on the exact tail evaluated by mpmath at
 ``mp.dps = 50``, with a sign-change check 1e-30 relative either side of the root):
 
-    PYTHONPATH=$PWD .venv/bin/python tests/test_binomial_extremes.py > /tmp/roots.txt
+    PYTHONPATH=$PWD .venv/bin/python tests/test_binomial_extremes.py > /tmp/roots.txt   # ~3 min
 
 The exact tail is a finite sum of binomial terms when k or n - k is at most 60, otherwise the
 regularised incomplete beta by its continued fraction (modified Lentz, Numerical Recipes
@@ -19,8 +19,6 @@ continued fraction to ``mp.betainc`` where the latter works, and ``test_table_sp
 recomputes a few table rows live.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -814,7 +812,8 @@ def test_randomized_between_classical_neighbours_and_u0_is_classical():
         r = clopper_pearson(k, n, a, randomized=u)
         assert np.all(r >= lo0) and np.all(r <= lo1)
     assert np.array_equal(clopper_pearson(k, n, a, randomized=0.0), lo0)
-    assert np.array_equal(clopper_pearson(k, n, a, side="upper", randomized=0.0), clopper_pearson(k, n, a, side="upper"))
+    assert np.array_equal(clopper_pearson(k, n, a, side="upper", randomized=0.0),
+                          clopper_pearson(k, n, a, side="upper"))
 
 
 def test_randomized_seed_generator_and_shapes():
