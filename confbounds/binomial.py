@@ -432,6 +432,8 @@ def binomial_tail_bound(k, n, p, side: str = "lower", w=1.0):
 
 
 # ----------------------------------------------------------------------------- endpoints
+_INTS = (int, np.integer)
+
 #: Largest n accepted: counts must be exact in float64 (the kernel works in doubles).
 _MAX_N = 2 ** 53
 
@@ -609,10 +611,11 @@ def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
     >>> bool(clopper_pearson(95, 100, 0.05, randomized=0.5) > clopper_pearson(95, 100, 0.05))
     True
     """
-    # Scalar fast path: plain Python ints and a float level, classical bound, one side.
-    if (randomized is None and type(k) is int and type(n) is int and type(alpha) is float
+    # Scalar fast path: int (Python or NumPy) counts and a float level, classical bound, one side.
+    if (randomized is None and isinstance(k, _INTS) and isinstance(n, _INTS) and isinstance(alpha, float)
+            and not isinstance(k, bool) and not isinstance(n, bool)
             and side in ("lower", "upper") and 0 <= k <= n and 1 <= n <= _MAX_N and 0.0 < alpha < 1.0):
-        return _scalar_endpoint(k, n, alpha, side == "lower")
+        return _scalar_endpoint(int(k), int(n), float(alpha), side == "lower")
     check_side(side)
     k_arr, n_arr = check_counts(k, n)
     _check_max_n(n_arr)

@@ -639,8 +639,10 @@ def test_scalar_fast_path_matches_array_path():
         a = float(10 ** rng.uniform(-15, -0.1))
         for side in ("lower", "upper"):
             s = clopper_pearson(k, n, a, side=side)           # Python int/float: fast path
+            s2 = clopper_pearson(np.int64(k), np.int32(min(n, 2**31 - 1)) if n < 2**31 else np.int64(n),
+                                 np.float64(a), side=side)  # NumPy scalars: fast path too
             v = clopper_pearson(np.array([k]), np.array([n]), np.array([a]), side=side)[0]
-            assert type(s) is float and s == v
+            assert type(s) is float and type(s2) is float and s == v == s2
 
 
 @pytest.mark.parametrize("n", [1, 7, 10**3, 10**6, 10**9])
