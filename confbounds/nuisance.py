@@ -484,6 +484,120 @@ def _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hi
                     bq2 = p2
 
 
+#: Sweep certification (:func:`_sweep`): fraction of the predicted log margin an interval may use,
+#: widening probe after this many accepted intervals in a row, and its factor.  Heuristics: validity
+#: does not depend on them (every accepted interval has its own certified box bound).
+SWEEP_SAFE = 0.85
+SWEEP_PROBE = 6
+SWEEP_GROW = 2.0
+
+
+@njit(cache=True)
+def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut):
+    """Decide ``S(L) <= thr`` by one left-to-right sweep of box bounds along the curve (theory §4.3).
+
+    Same contract and return value as :func:`_bnb` in decide mode (status 1 certified, 0 refuted,
+    -1 undecided), without the Berger–Boos restriction (the caller uses :func:`_bnb` there).  The
+    curve ``[u0, u1]`` is cut into consecutive intervals ``[u, u + w]``; an interval is accepted when
+    the certified tail at its safe corner (:func:`_corner`) is ``<= thr``.  Accepted intervals cover
+    the whole curve, so ``S(L) <= max`` of their corner bounds ``<= thr`` (the box bound of theory
+    §4.3, unchanged): *which* widths are tried never affects validity.
+
+    Width choice (a heuristic; validity does not depend on it): the corner of ``[u, u + w]`` is a
+    curve point at a level raised by ``w/2`` (linear) or ``w`` (probit), so ``log(corner tail)`` is
+    about ``ell(u) + C w`` with ``ell = log`` of the tail on the curve.  A rejected corner is followed
+    by the point value at ``u`` (which also refutes when ``> thr``), giving ``ell`` and ``C`` exactly
+    there; the next width uses ``SWEEP_SAFE`` of the predicted margin ``log(thr) - ell``.  After
+    ``SWEEP_PROBE`` acceptances in a row the width is widened by ``SWEEP_GROW`` to re-measure ``C``.
+    This greedy cover needs about half the tail evaluations of the best-first :func:`_bnb` split
+    (``benchmarks/exact_speed.py``).  A point value within ``rtol * thr`` below ``thr`` at a rejected
+    interval's left end, or a width below the float resolution, ends it as undecided.
+    """
+    u0, u1 = _range(kind, L, H, 1.0)
+    nodes = 0
+    best_lb = 0.0
+    best_u = np.nan
+    bq1 = np.nan
+    bq2 = np.nan
+    if u0 > u1:
+        return 1, 0.0, 0.0, best_u, bq1, bq2, nodes
+    for ic in range(3):
+        if ic == 0:
+            if hint != hint:
+                continue
+            u = min(max(hint, u0), u1)
+        elif ic == 1:
+            u = u1
+        else:
+            u = u0
+        p1, p2 = _point(kind, L, u, acoef, ccoef, H)
+        lb = tail_core(n, p1, p2, kvec, logcut)[0]
+        nodes += 1
+        if lb > best_lb or best_u != best_u:
+            best_lb = lb
+            best_u = u
+            bq1 = p1
+            bq2 = p2
+        if best_lb > thr:
+            return 0, best_lb, best_lb, best_u, bq1, bq2, nodes
+    lthr = math.log(thr)
+    ub_max = 0.0
+    u = u0
+    w = u1 - u0
+    C = -1.0
+    succ = 0
+    while u < u1:
+        b = u + w
+        if b >= u1 or u1 - b < 0.25 * w:
+            b = u1
+        ww = b - u
+        c1, c2 = _corner(kind, L, u, b, acoef, ccoef, H)
+        v = tail_core(n, c1, c2, kvec, logcut)[1]
+        nodes += 1
+        lv = math.log(v) if v > 0.0 else -745.0
+        if v <= thr:
+            if v > ub_max:
+                ub_max = v
+            u = b
+            succ += 1
+            if C > 0.0:
+                e = lv - C * ww
+                wn = SWEEP_SAFE * (lthr - e) / C
+                if succ >= SWEEP_PROBE:
+                    wn = max(wn, SWEEP_GROW * ww)
+                    succ = 0
+                w = min(max(wn, 0.25 * ww), 4.0 * ww)
+            else:
+                w = 4.0 * ww
+        else:
+            succ = 0
+            p1, p2 = _point(kind, L, u, acoef, ccoef, H)
+            lb = tail_core(n, p1, p2, kvec, logcut)[0]
+            nodes += 1
+            if lb > best_lb:
+                best_lb = lb
+                best_u = u
+                bq1 = p1
+                bq2 = p2
+            if lb > thr:
+                return 0, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+            if lb >= thr * (1.0 - rtol):
+                return -1, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+            ell = math.log(lb) if lb > 0.0 else -745.0
+            cn = (lv - ell) / ww
+            if cn > 0.0:
+                C = cn
+            if C > 0.0:
+                w = min(SWEEP_SAFE * (lthr - ell) / C, 0.5 * ww)
+            else:
+                w = 0.125 * ww
+            if not (u + w > u):
+                return -1, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+        if nodes >= max_nodes:
+            return -1, max(ub_max, best_lb), best_lb, best_u, bq1, bq2, nodes
+    return 1, max(ub_max, best_lb), best_lb, best_u, bq1, bq2, nodes
+
+
 @njit(cache=True)
 def invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, eps_und=1e-3):
@@ -635,7 +749,9 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
     1. Find the root L* of ``log(V(L)/thr)``, ``V`` the best point value on the curve
        (:func:`_approx_sup`; a lower bound of S), by a bracketing secant (Illinois) search.
     2. Certify ``S(L_c) <= thr`` at ``L_c = L* - delta`` with ``delta`` from the local slope so
-       that ``V(L_c) ~ thr * exp(-cert_gap)``, by one branch-and-bound.  If it finds a point
+       that ``V(L_c) ~ thr * exp(-cert_gap)``, by one greedy sweep of box bounds (:func:`_sweep`;
+       without the Berger–Boos restriction), or the best-first branch-and-bound :func:`_bnb` when
+       the sweep is undecided or the restriction is on.  If it finds a point
        above ``thr`` the maximiser moved: restart from it; if undecided widen ``delta``.
     3. After 4 failed attempts fall back to :func:`invert_core` (bisection).
     Only certified ``L`` are returned, so the result is valid whatever happens in step 1.
@@ -709,9 +825,17 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
         delta = cert_gap / slope
         for _ in range(3):
             Lc = max(Lr - delta, Lbot)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
-                                              0.25 * (1.0 - math.exp(-cert_gap)), cert_nodes, hint, logcut)
-            total += nd
+            rt = 0.25 * (1.0 - math.exp(-cert_gap))
+            st = -1
+            if pihi >= 1.0:
+                # greedy sweep first; the best-first split only when the sweep is undecided
+                st, ub, lb, bu, q1, q2, nd = _sweep(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
+                                                    cert_nodes // 2, hint, logcut)
+                total += nd
+            if st == -1:
+                st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
+                                                  rt, cert_nodes, hint, logcut)
+                total += nd
             if st == 1:
                 return Lc, 1, ub, lb, q1, q2, total, 0
             if bu == bu:
