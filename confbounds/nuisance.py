@@ -487,8 +487,8 @@ def _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hi
 #: Sweep certification (:func:`_sweep`): fraction of the predicted log margin an interval may use,
 #: widening probe after this many accepted intervals in a row, and its factor.  Heuristics: validity
 #: does not depend on them (every accepted interval has its own certified box bound).
-SWEEP_SAFE = 0.85
-SWEEP_PROBE = 6
+SWEEP_SAFE = 0.95
+SWEEP_PROBE = 8
 SWEEP_GROW = 2.0
 
 
