@@ -42,6 +42,14 @@ pieces never affects validity, every piece gets its own box bound) and stops
 * ``mode="sup"``: when ``upper - lower <= rtol * lower + atol``, ``atol = 64 (n + 100) eps``
   (a few times the tails' own absolute safety margin).
 
+The inversion's certification step (:func:`invert_fast`) first tries a greedy
+left-to-right sweep (:func:`_sweep`): consecutive intervals whose widths are
+predicted from the last measured overshoot, each accepted only on its own box
+bound, so the accepted intervals cover the curve; it needs about half the tail
+evaluations of the best-first split, which remains the fallback (undecided
+sweep, Berger–Boos restriction).  The widths are a heuristic: validity does not
+depend on them.
+
 The probit parameter starts at ``z = -45``; every interval whose left end is
 there is treated as ``[-inf, b]`` (corner ``q2 = 0``), so the closure point
 ``q = (0, 0, 1)`` is covered.
@@ -546,7 +554,9 @@ def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut
     w = u1 - u0
     C = -1.0
     succ = 0
-    while u < u1:
+    first = True  # a one-point curve (u0 == u1) still gets its box bound
+    while u < u1 or first:
+        first = False
         b = u + w
         if b >= u1 or u1 - b < 0.25 * w:
             b = u1
