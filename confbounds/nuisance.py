@@ -728,7 +728,10 @@ def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     p1, p2 = _point(kind, L, d, acoef, ccoef, H)
     fd = tail_core(n, p1, p2, kvec, logcut)[0]
     for _ in range(14):
-        if fc >= fd:
+        left = fc >= fd
+        if fc < best and fd < best:
+            left = bu <= 0.5 * (c + d)  # both below the best point (ties at 0 too): keep its side
+        if left:
             b = d
             d = c
             fd = fc
@@ -837,12 +840,16 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
             Lc = max(Lr - delta, Lbot)
             rt = 0.25 * (1.0 - math.exp(-cert_gap))
             st = -1
+            near = False
             if pihi >= 1.0:
-                # greedy sweep first; the best-first split only when the sweep is undecided
+                # greedy sweep first; the best-first split only when the sweep is undecided for
+                # want of nodes or resolution (not when it found a point within rt of thr, where
+                # the split would be undecided too)
                 st, ub, lb, bu, q1, q2, nd = _sweep(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
                                                     cert_nodes // 2, hint, logcut)
                 total += nd
-            if st == -1:
+                near = st == -1 and lb >= thr * (1.0 - rt)
+            if st == -1 and not near:
                 st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                                   rt, cert_nodes, hint, logcut)
                 total += nd
@@ -850,8 +857,8 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
                 return Lc, 1, ub, lb, q1, q2, total, 0
             if bu == bu:
                 hint = bu
-            if st == 0:
-                break  # a better maximiser exists: locate again from it
+            if st == 0 or near:
+                break  # a better maximiser exists (above or at thr): locate again from it
             delta *= 3.0
         Lguess = Lr
     L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
