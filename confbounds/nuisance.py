@@ -857,9 +857,9 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
                 return Lc, 1, ub, lb, q1, q2, total, 0
             if bu == bu:
                 hint = bu
-            if st == 0 or near:
-                break  # a better maximiser exists (above or at thr): locate again from it
-            delta *= 3.0
+            if st == 0:
+                break  # a better maximiser exists: locate again from it
+            delta *= 3.0  # undecided (a point within rt of thr): certify lower
         Lguess = Lr
     L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
                                                     Ltop, Lguess, step0, tol, max_nodes, logcut, 1e-2)
