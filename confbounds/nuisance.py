@@ -498,6 +498,10 @@ def _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hi
 SWEEP_SAFE = 0.95
 SWEEP_PROBE = 8
 SWEEP_GROW = 2.0
+#: Up to this n an undecided sweep is always followed by the best-first split, which can still
+#: certify when the supremum is within the undecided band (cheap at small n; above it the split
+#: is skipped when the sweep met a point within the band, and the gap is widened instead).
+SWEEP_SPLIT_MAX_N = 2000
 
 
 @njit(cache=True)
@@ -518,8 +522,9 @@ def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut
     there; the next width uses ``SWEEP_SAFE`` of the predicted margin ``log(thr) - ell``.  After
     ``SWEEP_PROBE`` acceptances in a row the width is widened by ``SWEEP_GROW`` to re-measure ``C``.
     This greedy cover needs about half the tail evaluations of the best-first :func:`_bnb` split
-    (``benchmarks/exact_speed.py``).  A point value within ``rtol * thr`` below ``thr`` at a rejected
-    interval's left end, or a width below the float resolution, ends it as undecided.
+    (``benchmarks/exact_speed.py``).  A rejected interval whose box bound and left-end point value
+    are both within ``rtol * thr`` of ``thr`` (the rule of :func:`_bnb`), a width below the float
+    resolution, or the node budget ends it as undecided.
     """
     u0, u1 = _range(kind, L, H, 1.0)
     nodes = 0
@@ -591,7 +596,7 @@ def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut
                 bq2 = p2
             if lb > thr:
                 return 0, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
-            if lb >= thr * (1.0 - rtol):
+            if lb >= thr * (1.0 - rtol) and v - lb <= rtol * thr:
                 return -1, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
             ell = math.log(lb) if lb > 0.0 else -745.0
             cn = (lv - ell) / ww
@@ -728,10 +733,7 @@ def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     p1, p2 = _point(kind, L, d, acoef, ccoef, H)
     fd = tail_core(n, p1, p2, kvec, logcut)[0]
     for _ in range(14):
-        left = fc >= fd
-        if fc < best and fd < best:
-            left = bu <= 0.5 * (c + d)  # both below the best point (ties at 0 too): keep its side
-        if left:
+        if fc >= fd:
             b = d
             d = c
             fd = fc
@@ -848,8 +850,8 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
                 st, ub, lb, bu, q1, q2, nd = _sweep(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
                                                     cert_nodes // 2, hint, logcut)
                 total += nd
-                near = st == -1 and lb >= thr * (1.0 - rt)
-            if st == -1 and not near:
+                near = st == -1 and lb >= thr * (1.0 - rt) and ub - lb <= rt * thr
+            if st == -1 and (not near or n <= SWEEP_SPLIT_MAX_N):
                 st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                                   rt, cert_nodes, hint, logcut)
                 total += nd
