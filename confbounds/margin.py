@@ -13,7 +13,7 @@ for every ``q`` and every ``n`` (SPEC 2.1), for
 
 Methods
 -------
-``method="exact"`` inverts the exact test of SPEC 4.2: ``H0(L): g(q) <= L`` is
+``method="exact"`` inverts the exact test of theory §4.2: ``H0(L): g(q) <= L`` is
 rejected when the certified supremum (:mod:`confbounds.nuisance`) of
 ``P_q(T >= t_obs)`` over ``H0(L)`` is ``<= alpha``; the tail includes the
 observed value (the report's ``P(theta_hat <= theta_obs)``, SPEC 8.1, is not
@@ -29,6 +29,33 @@ is valid whatever ``tol`` (``tol`` only costs tightness).  If even the bottom
 is not rejected the trivial bound (``-1``, ``-inf``) is returned.  For the
 probit margin with ``T(x) <= 0`` (``x1 <= x2``) the bound is ``-inf``: the
 closure of every ``H0(L)`` contains ``q = (0, 0, 1)``, where ``T = 0`` surely.
+
+Dominating statistics (theory §4.7; the default)
+-------------------------------------------------
+``statistic="bonferroni"`` uses ``T(x) = B(x)``, the library's Bonferroni
+pair bound of the same margin at the *same* ``alpha`` (below), and
+``statistic="cohen"`` uses Cohen's ``B(x) = g(p, 1 - p)``, ``p =
+CP_lo(x1, alpha)`` (valid because ``q2 <= 1 - q1``).  Theorem: if ``B`` is a
+valid level-``alpha`` lower bound, every ``L < B(x)`` is rejected.  Proof:
+for ``q`` with ``g(q) <= L < B(x)``, ``P_q(B(X) >= B(x)) <= P_q(B(X) > g(q))
+<= alpha``.  So the exact inversion ``E(x)`` of the test with statistic
+``B`` satisfies ``E(x) >= B(x)``; the search starts at ``B(x)`` and the
+result is ``max(B(x), L_c)`` with ``L_c`` a certified rejection.  It is
+valid (both are ``<= E(x)``, a valid bound) and it is ``>= B(x)`` *exactly*,
+not within ``tol`` (branch ``"floor"`` when nothing above ``B(x)`` was
+certified).  Both ``B`` are nondecreasing in ``x1`` and nonincreasing in
+``x2``, so the tail set ``{B(X) >= t}`` is a staircase in ``(s, x1)``
+(:func:`confbounds.trinomial.staircase_table`, a two-pointer sweep over the
+Clopper–Pearson endpoints of ``x = 0..n``, cached per ``(n, alpha)``) and the
+curve reduction, box bound and branch-and-bound of theory §4.3 apply
+unchanged.  The staircase is enlarged by a tie tolerance (a superset of the
+tail set: conservative).  For ``"cohen"`` the statistic depends on ``x1``
+only and the supremum over ``{g(q) <= L}`` sits at ``q = (p, 1 - p, 0)``
+with ``g(p, 1 - p) = L``, so the exact inversion *equals* Cohen's bound: it
+is returned directly.  For ``n > DOMINATING_MAX_N`` (2e5) the Bonferroni
+staircase would need millions of Clopper–Pearson endpoints, and the bound is
+``B(x)`` itself (branch ``"floor"``).  Berger–Boos (below) voids the
+theorem (its p-value adds ``gamma``) and is refused with these statistics.
 
 ``method="bonferroni"`` combines two one-sided Clopper–Pearson bounds at
 ``alpha/2`` each: lower ``p1_lo`` on ``q1``, upper ``p2_hi`` on ``q2``; the
@@ -77,14 +104,29 @@ import numpy as np
 from scipy import special
 
 from ._validate import check_alpha, check_choice, check_integer_array
-from .binomial import SAFETY_RTOL
-from .nuisance import MARGINS, _KIND, _h, invert_fast, margin_range, taylor_tables
-from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_order, log_factorial_table,
-                        observed_statistic, threshold_table)
+from .binomial import clopper_pearson
+from .nuisance import MARGIN_KIND, MARGINS, invert_fast, margin_range, taylor_probit, taylor_tables
+from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS as TAIL_STATISTICS,
+                        check_taylor_order, compact_difference_table, observed_statistic, staircase_table,
+                        threshold_table)
 
-__all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS"]
+__all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS", "DOMINATING_STATISTICS",
+           "DEFAULT_STATISTIC", "baseline_bound"]
 
 METHODS = ("exact", "bonferroni")
+#: Statistics that are themselves a valid baseline bound at the same level (theory §4.7).
+DOMINATING_STATISTICS = ("bonferroni", "cohen")
+STATISTICS = DOMINATING_STATISTICS + TAIL_STATISTICS
+#: Default statistic of ``method="exact"``: the result is never below the Bonferroni bound.
+DEFAULT_STATISTIC = "bonferroni"
+#: Largest ``n`` at which the Bonferroni statistic's staircase is built: it needs ``2 (n + 1)``
+#: Clopper–Pearson endpoints (about 0.6 s at n = 1e5, cached per ``(n, level)``).  Above it the
+#: inversion is skipped and the bound is ``B(x)`` itself (valid: theory §4.7).
+DOMINATING_MAX_N = 200_000
+#: Values of a dominating statistic within ``DOMINATING_TIE_RTOL * (1 + |t|)`` below the observed
+#: value count as ties and go in the tail (a superset of the tail set: conservative, see
+#: :func:`_dominating_kvec`).
+DOMINATING_TIE_RTOL = 1e-9
 _EPS = float(np.finfo(float).eps)
 #: Default bisection tolerance on L, in (approximate) standard errors of the estimate.
 TOL_SE = 1e-3
@@ -98,8 +140,11 @@ UNDECIDED_RTOL = 1e-2
 CERT_GAP = 0.02
 #: Binomial tails are pruned where the neglected (and added-back) mass is below
 #: ``PRUNE_FRACTION * level`` (or 1e-17 if larger): it inflates the certified
-#: supremum by at most a few ``1e-7`` relative, well inside ``CERT_GAP``.
-PRUNE_FRACTION = 1e-7
+#: supremum by at most a few ``1e-4`` relative, well inside ``CERT_GAP`` (2e-2) and the
+#: undecided band ``0.25 (1 - exp(-CERT_GAP))`` (5e-3).  Raised from 1e-7: the
+#: Chernoff windows shrink from about 6.8 to 5.5 standard deviations at alpha = 1e-3,
+#: about 1.2-1.5x fewer terms per tail (``benchmarks/exact_speed.py``).
+PRUNE_FRACTION = 1e-4
 #: Default Berger–Boos slack as a fraction of the level, used with ``berger_boos=True``.
 BERGER_BOOS_FRACTION = 0.1
 
@@ -118,7 +163,9 @@ class MarginBound:
     x1, x2, n : int
     branch : str
         ``"exact"``, ``"bonferroni"``, ``"trivial"`` (nothing rejected, or the
-        probit closure case ``x1 <= x2``), or for the Taylor route
+        probit closure case ``x1 <= x2`` of the difference statistic),
+        ``"floor"`` (dominating statistic: the bound is ``B(x)``, see the
+        module docstring), or for the Taylor route
         ``"taylor-exact"``, ``"taylor-bonferroni"``, ``"fallback"``.
     level : float
         Level at which the returned branch was computed (``alpha``, ``alpha1``
@@ -128,7 +175,7 @@ class MarginBound:
     gamma : float
         Berger–Boos slack (0 when off).
     t_obs : float
-        Observed statistic (exact branches).
+        Observed statistic (exact branches; ``B(x)`` for a dominating statistic).
     sup : float
         Certified upper bound of the nuisance supremum at ``L = bound``
         (``<= level - gamma``), NaN when not applicable.
@@ -188,17 +235,9 @@ def _check_inputs(x1, x2, n, alpha):
     return x1i, x2i, ni, check_alpha(alpha)
 
 
-def _cp(k, n, level, side):
-    """One-sided Clopper–Pearson bound (scalar) with the outward margin of :mod:`confbounds.binomial`."""
-    if side == "lower":
-        if k == 0:
-            return 0.0
-        v = float(special.betaincinv(k, n - k + 1.0, level))
-        return v * (1.0 - SAFETY_RTOL)
-    if k == n:
-        return 1.0
-    v = float(special.betaincinv(k + 1.0, n - k, 1.0 - level))
-    return min(v * (1.0 + SAFETY_RTOL), 1.0)
+def _scalar_cp(k, n, level, side) -> float:
+    """Scalar one-sided Clopper–Pearson endpoint: the library's one implementation (theory §3)."""
+    return float(clopper_pearson(int(k), int(n), float(level), side))
 
 
 def _down(v: float, k: int = 2) -> float:
@@ -207,23 +246,137 @@ def _down(v: float, k: int = 2) -> float:
     return v
 
 
+def _transform(p, margin, M):
+    """The margin's coordinate map: ``p`` (linear), ``Phi^{-1}(p)`` (probit), ``Phi^{-1}_M(p)`` (taylor)."""
+    if margin == "linear":
+        return p
+    if margin == "probit":
+        return special.ndtri(p)
+    return taylor_probit(p, M)
+
+
+def _combine(a: float, b: float, margin: str) -> float:
+    """``a - b`` rounded down: 2 ulps (linear), ``1e-12 (1 + |a| + |b|)`` (probit/taylor: ndtri and
+    the Horner sum are accurate to ~1e-15 relative)."""
+    if margin == "linear":
+        return _down(a - b)
+    if a == -math.inf or b == math.inf:
+        return -math.inf
+    return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
+
+
 def _bonferroni(x1, x2, n, level, margin, M=None) -> float:
-    """Two Clopper–Pearson halves at level/2; the difference rounded down."""
-    lo1 = _cp(x1, n, level / 2.0, "lower")
-    hi2 = _cp(x2, n, level / 2.0, "upper")
+    """Two Clopper–Pearson halves at level/2; the difference rounded down (theory §4.7's pair bound)."""
+    lo1 = _scalar_cp(x1, n, level / 2.0, "lower")
+    hi2 = _scalar_cp(x2, n, level / 2.0, "upper")
+    if margin == "probit" and (lo1 <= 0.0 or hi2 >= 1.0):
+        return -math.inf
     if margin == "linear":
         return _down(lo1 - hi2)
-    if margin == "probit":
-        if lo1 <= 0.0 or hi2 >= 1.0:
-            return -math.inf
-        a, b = float(special.ndtri(lo1)), float(special.ndtri(hi2))
-        # ndtri is accurate to ~1e-15 relative; move down by a wider margin
-        return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
-    # taylor: Phi^{-1}_M is increasing, evaluate it (Horner, SPEC 6) at the CP ends
-    acoef = taylor_tables(M)[0]
-    a = float(_h(lo1, acoef))
-    b = float(_h(hi2, acoef))
-    return a - b - 1e-12 * (1.0 + abs(a) + abs(b))
+    return _combine(float(_transform(lo1, margin, M)), float(_transform(hi2, margin, M)), margin)
+
+
+def _cohen(x1, n, level, margin, M=None) -> float:
+    """Cohen's one-sided bound ``g(p, 1 - p)`` at ``p = CP_lo(x1, level)``: ``2p - 1``, ``2 Phi^{-1}(p)``,
+    ``2 Phi^{-1}_M(p)``; valid because ``q2 <= 1 - q1`` and each margin is antisymmetric about 1/2."""
+    lo1 = _scalar_cp(x1, n, level, "lower")
+    if margin == "linear":
+        return _down(2.0 * lo1 - 1.0)
+    if margin == "probit" and lo1 <= 0.0:
+        return -math.inf
+    a = float(_transform(lo1, margin, M))
+    return _combine(a, -a, margin)
+
+
+def baseline_bound(x1, x2, n, alpha, margin: str = "linear", statistic: str = "bonferroni",
+                   taylor_order: Optional[int] = None) -> float:
+    """The baseline ``B(x)`` that a dominating statistic uses, at level ``alpha`` (theory §4.7).
+
+    ``statistic="bonferroni"``: ``g(CP_lo(x1, alpha/2), CP_hi(x2, alpha/2))``
+    (union bound over the two halves); ``"cohen"``: ``g(p, 1 - p)``,
+    ``p = CP_lo(x1, alpha)`` (``2 Phi^{-1}(p)`` for the probit margin).  Both
+    are rounded down (:func:`_combine`).  ``margin_lower_bound(...,
+    statistic=s)`` with ``method="exact"`` is never below
+    ``baseline_bound(..., statistic=s)``.
+
+    References
+    ----------
+    Clopper and Pearson (1934); Cohen, Rosenfeld and Kolter (2019), ICML.
+
+    Examples
+    --------
+    >>> b = baseline_bound(80, 10, 100, 0.05)
+    >>> b == margin_lower_bound(80, 10, 100, 0.05, method="bonferroni")
+    True
+    >>> margin_lower_bound(80, 10, 100, 0.05) >= b
+    True
+    """
+    check_choice(margin, "margin", MARGINS)
+    check_choice(statistic, "statistic", DOMINATING_STATISTICS)
+    x1, x2, n, alpha = _check_inputs(x1, x2, n, alpha)
+    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else check_taylor_order(taylor_order)
+    return _baseline(x1, x2, n, alpha, margin, statistic, M)
+
+
+def _baseline(x1, x2, n, level, margin, statistic, M):
+    if statistic == "bonferroni":
+        return _bonferroni(x1, x2, n, level, margin, M)
+    return _cohen(x1, n, level, margin, M)
+
+
+@lru_cache(maxsize=16)
+def _cp_tables(n, level):
+    """``CP_lo(x, level/2)`` and ``CP_hi(x, level/2)`` for ``x = 0..n`` (shared by every margin)."""
+    k = np.arange(n + 1)
+    lo = np.asarray(clopper_pearson(k, n, level / 2.0, "lower"), dtype=float)
+    hi = np.asarray(clopper_pearson(k, n, level / 2.0, "upper"), dtype=float)
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return lo, hi
+
+
+@lru_cache(maxsize=16)
+def _pair_tables(n, level, margin, M):
+    """``A[x1] = g-coordinate of CP_lo(x1, level/2)``, ``Bv[x2]`` likewise of ``CP_hi(x2, level/2)``,
+    ``x = 0..n``, made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a
+    running min from the right: both can only raise ``T = A - Bv``).  Depends on ``(n, level)`` only,
+    so it is cached (the first call at a new ``(n, level)`` pays ``2 (n + 1)`` Clopper–Pearson calls)."""
+    lo, hi = _cp_tables(n, level)
+    with np.errstate(divide="ignore"):
+        A = np.asarray(_transform(lo, margin, M), dtype=float)
+        Bv = np.asarray(_transform(hi, margin, M), dtype=float)
+    A = np.maximum.accumulate(A)
+    Bv = np.minimum.accumulate(Bv[::-1])[::-1].copy()
+    A.setflags(write=False)
+    Bv.setflags(write=False)
+    return A, Bv
+
+
+def _dominating_kvec(n, t, level, margin, statistic, M):
+    """Threshold table ``k(s)`` of the tail set ``{x : B(x) >= t}`` of a dominating statistic, enlarged.
+
+    The set used is ``{x : A[x1] - Bv[x2] >= t - DOMINATING_TIE_RTOL (1 + |t|)}`` with the tables
+    of :func:`_pair_tables` (Cohen: ``A = 2 g-coordinate``, ``Bv = 0``).  It contains
+    ``{x : B(x) >= t}``: the tables only raise ``T`` (monotone envelopes), and the tie tolerance exceeds
+    the rounding margins of :func:`_combine` (``<= 1e-12 (1 + 2 * 40)``) and any disagreement between the
+    scalar and vectorised Clopper–Pearson paths.  A larger tail set only raises the certified supremum
+    (conservative), and it is a staircase, so theory §4.3's curve reduction applies to it.
+    """
+    t_eff = t - DOMINATING_TIE_RTOL * (1.0 + abs(t))
+    if statistic == "cohen":
+        # T depends on x1 only: k(s) = min(k*, s + 1), k* the smallest x1 with T(x1) >= t_eff
+        lo_k, hi_k = 0, n + 1
+        while lo_k < hi_k:
+            mid = (lo_k + hi_k) // 2
+            p = _scalar_cp(mid, n, level, "lower")
+            a = 2.0 * float(_transform(p, margin, M)) if not (margin == "probit" and p <= 0.0) else -math.inf
+            if a >= t_eff:
+                hi_k = mid
+            else:
+                lo_k = mid + 1
+        return np.minimum(np.arange(n + 1, dtype=np.int64) + 1, lo_k)
+    A, Bv = _pair_tables(n, level, margin, M)
+    return staircase_table(A, Bv, t_eff)
 
 
 def _guess(t, n, level, margin, statistic, x1, x2, H):
@@ -251,16 +404,23 @@ def _guess(t, n, level, margin, statistic, x1, x2, H):
 
 
 @lru_cache(maxsize=8192)
-def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes):
+def _exact_cached(t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes, floor):
     acoef, ccoef, H = taylor_tables(M)
     lo_r, hi_r = margin_range(margin, M)
+    if floor > lo_r:
+        lo_r = floor  # every L < floor is rejected (theory §4.7): search above it
     if tol is None:
         tol = TOL_SE * max(se, 1.0 / n)
     step0 = 0.5 * max(se, 1.0 / n)
-    kvec = threshold_table(n, t, statistic, M)
-    res = invert_fast(_KIND[margin], n, kvec, log_factorial_table(n), acoef, ccoef, H, pihi,
+    if statistic in DOMINATING_STATISTICS:
+        kvec = _dominating_kvec(n, t, level, margin, statistic, M)
+    elif statistic == "difference":
+        kvec = compact_difference_table(n, t)  # O(1) memory at any n
+    else:
+        kvec = threshold_table(n, t, statistic, M)
+    res = invert_fast(MARGIN_KIND[margin], n, kvec, acoef, ccoef, H, pihi,
                       level - gamma, lo_r, hi_r, float(guess), float(step0), float(tol), int(max_nodes),
-                      max(_LOGCUT, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
+                      max(LOG_PRUNE_MASS, math.log(PRUNE_FRACTION * (level - gamma))), CERT_GAP, 20 * int(max_nodes))
     return tuple(float(v) for v in res[:6]) + (int(res[6]), int(res[7]), float(tol))
 
 
@@ -269,28 +429,47 @@ def _exact(x1, x2, n, level, margin, statistic, M, gamma, tol, max_nodes):
 
     Results are memoised on everything they depend on (for the difference
     statistic that is ``t = x1 - x2``, not ``x1`` and ``x2`` separately).
+
+    Dominating statistics (theory §4.7): ``t_obs = B(x)``, the baseline at
+    the same level; every ``L < B(x)`` is rejected, so the search starts at
+    ``B(x)`` and the result is ``max(B(x), certified inversion)``.
     """
-    t = observed_statistic(x1, x2, n, statistic, M)
     H = taylor_tables(M)[2]
-    lo_r = margin_range(margin, M)[0]
+    lo_r, hi_r = margin_range(margin, M)
     trivial = {"linear": -1.0, "probit": -math.inf, "taylor": lo_r}[margin]
-    out = dict(t_obs=float(t), gamma=gamma, level=level)
-    if margin == "probit" and t <= 0:
-        return dict(out, bound=-math.inf, branch="trivial", tol=0.0, nodes=0)
+    floor = -math.inf
+    if statistic in DOMINATING_STATISTICS:
+        floor = _baseline(x1, x2, n, level, margin, statistic, M)
+        t = floor
+        out = dict(t_obs=float(t), gamma=gamma, level=level)
+        fl = dict(out, bound=max(floor, trivial), branch="floor", tol=0.0, nodes=0)
+        # Cohen: T depends on x1 only and the supremum over {g <= L} is at q1 = g^{-1}-point of
+        # (q1, 1 - q1), so the exact inversion *equals* Cohen's bound (theory §4.7): nothing to search.
+        if (statistic == "cohen" or floor == -math.inf or floor >= hi_r or floor <= lo_r
+                or n > DOMINATING_MAX_N):
+            return fl
+    else:
+        t = observed_statistic(x1, x2, n, statistic, M)
+        out = dict(t_obs=float(t), gamma=gamma, level=level)
+        if margin == "probit" and t <= 0:
+            return dict(out, bound=-math.inf, branch="trivial", tol=0.0, nodes=0)
     pihi = 1.0
     if gamma > 0.0:
-        pihi = _cp(x1 + x2, n, gamma, "upper")
+        pihi = _scalar_cp(x1 + x2, n, gamma, "upper")
     guess, se = _guess(t, n, level, margin, statistic, x1, x2, H)
+    guess = max(guess, floor)
     L, st, ub, lb, q1, q2, nodes, bottom, tol = _exact_cached(
-        t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes)
-    if bottom:
+        t, n, level, margin, statistic, M, gamma, pihi, guess, se, tol, max_nodes, floor)
+    if bottom or L <= floor:
+        if statistic in DOMINATING_STATISTICS:
+            return dict(fl, tol=tol, nodes=nodes)
         return dict(out, bound=trivial, branch="trivial", tol=tol, nodes=nodes)
     mx = (q1, q2, max(0.0, 1.0 - q1 - q2)) if q1 == q1 else (float("nan"),) * 3
     return dict(out, bound=L, branch="exact", sup=ub, sup_lower=lb, maximiser=mx, tol=tol, nodes=nodes)
 
 
 def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "exact",
-                       statistic: str = "difference", taylor_order: Optional[int] = None,
+                       statistic: str = DEFAULT_STATISTIC, taylor_order: Optional[int] = None,
                        berger_boos=None, full: bool = False, *, alpha_split: float = 0.5,
                        tol: Optional[float] = None, max_nodes: int = 400):
     """Lower confidence bound on the margin ``g(q)`` of ``X ~ Mult(n; q1, q2, q3)``.
@@ -308,15 +487,23 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         ``q1 - q2``, ``Phi^{-1}(q1) - Phi^{-1}(q2)``, or the probit margin via
         the Taylor route (module docstring).
     method : {"exact", "bonferroni"}
-    statistic : {"difference", "plugin", "studentized"}
-        ``X1 - X2``, ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` or
-        ``(X1 - X2)/sqrt(X1 + X2 + 1)`` (exact method; any statistic gives a
-        valid bound, SPEC 4.1).
+    statistic : {"bonferroni", "cohen", "difference", "plugin", "studentized"}
+        Test statistic of the exact method (any monotone statistic gives a
+        valid bound, theory §4.1).  Default ``"bonferroni"``: ``T(x) = B(x)``,
+        the Bonferroni pair bound of the same margin at the same ``alpha``
+        (:func:`baseline_bound`); ``"cohen"``: Cohen's ``g(p, 1 - p)``,
+        ``p = CP_lo(x1, alpha)`` (``2 Phi^{-1}(p)`` for the probit margin).
+        With these two the result is ``>= B(x)`` on every input, exactly
+        (module docstring, "Dominating statistics").  ``"difference"``:
+        ``X1 - X2``; ``"plugin"``: ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)``;
+        ``"studentized"``: ``(X1 - X2)/sqrt(X1 + X2 + 1)``.
     taylor_order : int, optional
         ``M`` of ``Phi^{-1}_M`` (Taylor margin, plug-in statistic); default 100.
     berger_boos : None, bool or float
         Berger–Boos slack ``gamma`` (``True``: ``alpha/10``); exact method,
-        linear and probit margins.
+        linear and probit margins, statistics ``"difference"``, ``"plugin"``
+        and ``"studentized"`` only (it voids the dominance theorem, so it is
+        refused with ``"bonferroni"`` and ``"cohen"``).
     full : bool
         Return a :class:`MarginBound` instead of the float.
     alpha_split : float in (0, 1), keyword-only
@@ -344,14 +531,17 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
     >>> bonf = margin_lower_bound(80, 10, 100, 0.05, method="bonferroni")
     >>> 0.5 < bonf < b < 0.7
     True
-    >>> margin_lower_bound(3, 5, 10, 0.05, margin="probit")
+    >>> margin_lower_bound(90, 5, 100, 0.001, margin="probit") > margin_lower_bound(
+    ...     90, 5, 100, 0.001, margin="probit", method="bonferroni")
+    True
+    >>> margin_lower_bound(3, 5, 10, 0.05, margin="probit", statistic="difference")
     -inf
     """
     check_choice(margin, "margin", MARGINS)
     check_choice(method, "method", METHODS)
     check_choice(statistic, "statistic", STATISTICS)
     x1, x2, n, alpha = _check_inputs(x1, x2, n, alpha)
-    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else _check_order(taylor_order)
+    M = DEFAULT_TAYLOR_ORDER if taylor_order is None else check_taylor_order(taylor_order)
     split = float(alpha_split)
     if not (0.0 < split < 1.0):
         raise ValueError(f"alpha_split must lie in (0, 1), got {alpha_split!r}")
@@ -375,13 +565,16 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
                 raise ValueError(f"berger_boos must be None, a bool or a float in (0, alpha), got {berger_boos!r}") from None
             if not (0.0 < gamma < alpha):
                 raise ValueError(f"berger_boos must lie in (0, alpha={alpha}), got {berger_boos!r}")
+        if statistic in DOMINATING_STATISTICS:
+            raise ValueError(f"berger_boos does not combine with statistic={statistic!r} (the restricted test "
+                             "voids the dominance theorem); pass statistic='difference'")
 
     base = dict(margin=margin, method=method, statistic=statistic, alpha=alpha, x1=x1, x2=x2, n=n)
     if margin == "taylor":
         a1 = split * alpha
         a2 = alpha - a1
         base["alpha_test"] = a1
-        passed = _cp(x1, n, a1, "lower") > 0.5
+        passed = _scalar_cp(x1, n, a1, "lower") > 0.5
         if passed and method == "exact":
             r = _exact(x1, x2, n, a1, "taylor", statistic, M, 0.0, tol, max_nodes)
             if r["branch"] == "exact":

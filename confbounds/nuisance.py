@@ -42,6 +42,14 @@ pieces never affects validity, every piece gets its own box bound) and stops
 * ``mode="sup"``: when ``upper - lower <= rtol * lower + atol``, ``atol = 64 (n + 100) eps``
   (a few times the tails' own absolute safety margin).
 
+The inversion's certification step (:func:`invert_fast`) first tries a greedy
+left-to-right sweep (:func:`_sweep`): consecutive intervals whose widths are
+predicted from the last measured overshoot, each accepted only on its own box
+bound, so the accepted intervals cover the curve; it needs about half the tail
+evaluations of the best-first split, which remains the fallback (undecided
+sweep, Berger–Boos restriction).  The widths are a heuristic: validity does not
+depend on them.
+
 The probit parameter starts at ``z = -45``; every interval whose left end is
 there is treated as ``[-inf, b]`` (corner ``q2 = 0``), so the closure point
 ``q = (0, 0, 1)`` is covered.
@@ -71,13 +79,16 @@ from numba import njit
 
 from ._validate import check_choice
 from .taylor import taylor_coefficients
-from .trinomial import (DEFAULT_TAYLOR_ORDER, STATISTICS, _LOGCUT, _check_n, _check_order,
-                        log_factorial_table, tail_core, threshold_table)
+from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS, check_n, check_taylor_order,
+                        tail_core, threshold_table)
 
-__all__ = ["certified_sup", "SupResult", "MARGINS", "margin_range", "taylor_tables", "probit_margin"]
+__all__ = ["certified_sup", "SupResult", "MARGINS", "MARGIN_KIND", "margin_range", "taylor_tables",
+           "probit_margin", "taylor_probit", "invert_fast", "invert_core"]
 
 MARGINS = ("linear", "probit", "taylor")
 _KIND = {"linear": 0, "probit": 1, "taylor": 2}
+#: Integer code of each margin in the Numba kernels (``kind``).
+MARGIN_KIND = _KIND
 Z_MIN = -45.0
 #: Range searched for the probit margin; beyond it the bound is reported as -inf / capped.
 PROBIT_CAP = 40.0
@@ -150,6 +161,30 @@ def _h(p, acoef):
     for k in range(acoef.size - 1, -1, -1):
         acc = acc * z2 + acoef[k]
     return 1.4142135623730951 * z * acc
+
+
+@njit(cache=True)
+def _h_array(p, acoef):
+    out = np.empty(p.size)
+    for i in range(p.size):
+        out[i] = _h(p[i], acoef)
+    return out
+
+
+def taylor_probit(p, taylor_order: Optional[int] = None):
+    """``Phi^{-1}_M(p)`` (theory §6) by the same Horner evaluation the Taylor curve uses.
+
+    Scalar in, float out; array in, array out (elementwise, same arithmetic).
+
+    Examples
+    --------
+    >>> round(taylor_probit(0.5), 12), taylor_probit(0.9) < 1.2816
+    (0.0, True)
+    """
+    acoef = taylor_tables(taylor_order)[0]
+    if np.ndim(p) == 0:
+        return float(_h(float(p), acoef))
+    return _h_array(np.ascontiguousarray(p, dtype=float).ravel(), acoef).reshape(np.shape(p))
 
 
 @njit(cache=True)
@@ -324,7 +359,7 @@ def _nsplit(ub, pv, thr):
 
 
 @njit(cache=True)
-def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hint, logcut):
+def _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes, hint, logcut):
     """Branch-and-bound on the curve for level L.
 
     mode 0 (decide): status 1 = sup <= thr certified; 0 = refuted (a point's certified
@@ -341,9 +376,9 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
     nodes = 0
     if kind == 0 and pihi < L:
         # Berger–Boos, linear: the point (pihi, 0) dominates the off-curve part
-        lo = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, LF, logcut)[0]
+        lo = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, logcut)[0]
         c1, c2 = _clamp_pair(pihi * (1.0 + _E4) + 1e-300, 0.0)
-        extra_ub = tail_core(n, c1, c2, kvec, LF, logcut)[1]
+        extra_ub = tail_core(n, c1, c2, kvec, logcut)[1]
         best_lb = lo
         bq1 = pihi
         bq2 = 0.0
@@ -367,7 +402,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         else:
             u = u0
         p1, p2 = _point(kind, L, u, acoef, ccoef, H)
-        lb = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        lb = tail_core(n, p1, p2, kvec, logcut)[0]
         nodes += 1
         if lb > best_lb or best_u != best_u:
             best_lb = lb
@@ -389,7 +424,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
         a = u0 + (u1 - u0) * i / G
         b = u1 if i == G - 1 else u0 + (u1 - u0) * (i + 1) / G
         c1, c2 = _corner(kind, L, a, b, acoef, ccoef, H)
-        UB[m] = tail_core(n, c1, c2, kvec, LF, logcut)[1]
+        UB[m] = tail_core(n, c1, c2, kvec, logcut)[1]
         A[m] = a
         B[m] = b
         PV[m] = 0.0
@@ -431,7 +466,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
             if not (aa < bb):
                 continue
             c1, c2 = _corner(kind, L, aa, bb, acoef, ccoef, H)
-            v = min(parent, tail_core(n, c1, c2, kvec, LF, logcut)[1])
+            v = min(parent, tail_core(n, c1, c2, kvec, logcut)[1])
             nodes += 1
             if side == 0:
                 idx = imax
@@ -447,7 +482,7 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
             if need:
                 um = 0.5 * (aa + bb)
                 p1, p2 = _point(kind, L, um, acoef, ccoef, H)
-                lb = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+                lb = tail_core(n, p1, p2, kvec, logcut)[0]
                 nodes += 1
                 PV[idx] = lb
                 if lb > best_lb:
@@ -457,8 +492,129 @@ def _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, mode, rtol, max_nodes
                     bq2 = p2
 
 
+#: Sweep certification (:func:`_sweep`): fraction of the predicted log margin an interval may use,
+#: widening probe after this many accepted intervals in a row, and its factor.  Heuristics: validity
+#: does not depend on them (every accepted interval has its own certified box bound).
+SWEEP_SAFE = 0.95
+SWEEP_PROBE = 8
+SWEEP_GROW = 2.0
+#: Up to this n an undecided sweep is always followed by the best-first split, which can still
+#: certify when the supremum is within the undecided band (cheap at small n; above it the split
+#: is skipped when the sweep met a point within the band, and the gap is widened instead).
+SWEEP_SPLIT_MAX_N = 2000
+
+
 @njit(cache=True)
-def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
+def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut):
+    """Decide ``S(L) <= thr`` by one left-to-right sweep of box bounds along the curve (theory §4.3).
+
+    Same contract and return value as :func:`_bnb` in decide mode (status 1 certified, 0 refuted,
+    -1 undecided), without the Berger–Boos restriction (the caller uses :func:`_bnb` there).  The
+    curve ``[u0, u1]`` is cut into consecutive intervals ``[u, u + w]``; an interval is accepted when
+    the certified tail at its safe corner (:func:`_corner`) is ``<= thr``.  Accepted intervals cover
+    the whole curve, so ``S(L) <= max`` of their corner bounds ``<= thr`` (the box bound of theory
+    §4.3, unchanged): *which* widths are tried never affects validity.
+
+    Width choice (a heuristic; validity does not depend on it): the corner of ``[u, u + w]`` is a
+    curve point at a level raised by ``w/2`` (linear) or ``w`` (probit), so ``log(corner tail)`` is
+    about ``ell(u) + C w`` with ``ell = log`` of the tail on the curve.  A rejected corner is followed
+    by the point value at ``u`` (which also refutes when ``> thr``), giving ``ell`` and ``C`` exactly
+    there; the next width uses ``SWEEP_SAFE`` of the predicted margin ``log(thr) - ell``.  After
+    ``SWEEP_PROBE`` acceptances in a row the width is widened by ``SWEEP_GROW`` to re-measure ``C``.
+    This greedy cover needs about half the tail evaluations of the best-first :func:`_bnb` split
+    (``benchmarks/exact_speed.py``).  A rejected interval whose box bound and left-end point value
+    are both within ``rtol * thr`` of ``thr`` (the rule of :func:`_bnb`), a width below the float
+    resolution, or the node budget ends it as undecided.
+    """
+    u0, u1 = _range(kind, L, H, 1.0)
+    nodes = 0
+    best_lb = 0.0
+    best_u = np.nan
+    bq1 = np.nan
+    bq2 = np.nan
+    if u0 > u1:
+        return 1, 0.0, 0.0, best_u, bq1, bq2, nodes
+    for ic in range(3):
+        if ic == 0:
+            if hint != hint:
+                continue
+            u = min(max(hint, u0), u1)
+        elif ic == 1:
+            u = u1
+        else:
+            u = u0
+        p1, p2 = _point(kind, L, u, acoef, ccoef, H)
+        lb = tail_core(n, p1, p2, kvec, logcut)[0]
+        nodes += 1
+        if lb > best_lb or best_u != best_u:
+            best_lb = lb
+            best_u = u
+            bq1 = p1
+            bq2 = p2
+        if best_lb > thr:
+            return 0, best_lb, best_lb, best_u, bq1, bq2, nodes
+    lthr = math.log(thr)
+    ub_max = 0.0
+    u = u0
+    w = u1 - u0
+    C = -1.0
+    succ = 0
+    first = True  # a one-point curve (u0 == u1) still gets its box bound
+    while u < u1 or first:
+        first = False
+        b = u + w
+        if b >= u1 or u1 - b < 0.25 * w:
+            b = u1
+        ww = b - u
+        c1, c2 = _corner(kind, L, u, b, acoef, ccoef, H)
+        v = tail_core(n, c1, c2, kvec, logcut)[1]
+        nodes += 1
+        lv = math.log(v) if v > 0.0 else -745.0
+        if v <= thr:
+            if v > ub_max:
+                ub_max = v
+            u = b
+            succ += 1
+            if C > 0.0:
+                e = lv - C * ww
+                wn = SWEEP_SAFE * (lthr - e) / C
+                if succ >= SWEEP_PROBE:
+                    wn = max(wn, SWEEP_GROW * ww)
+                    succ = 0
+                w = min(max(wn, 0.25 * ww), 4.0 * ww)
+            else:
+                w = 4.0 * ww
+        else:
+            succ = 0
+            p1, p2 = _point(kind, L, u, acoef, ccoef, H)
+            lb = tail_core(n, p1, p2, kvec, logcut)[0]
+            nodes += 1
+            if lb > best_lb:
+                best_lb = lb
+                best_u = u
+                bq1 = p1
+                bq2 = p2
+            if lb > thr:
+                return 0, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+            if lb >= thr * (1.0 - rtol) and v - lb <= rtol * thr:
+                return -1, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+            ell = math.log(lb) if lb > 0.0 else -745.0
+            cn = (lv - ell) / ww
+            if cn > 0.0:
+                C = cn
+            if C > 0.0:
+                w = min(SWEEP_SAFE * (lthr - ell) / C, 0.5 * ww)
+            else:
+                w = 0.125 * ww
+            if not (u + w > u):
+                return -1, max(v, best_lb), best_lb, best_u, bq1, bq2, nodes
+        if nodes >= max_nodes:
+            return -1, max(ub_max, best_lb), best_lb, best_u, bq1, bq2, nodes
+    return 1, max(ub_max, best_lb), best_lb, best_u, bq1, bq2, nodes
+
+
+@njit(cache=True)
+def invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, eps_und=1e-3):
     """Largest L (to ``tol``) at which ``S(L) <= thr`` is certified (SPEC 4.2).
 
@@ -475,7 +631,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
     a_q1 = np.nan
     a_q2 = np.nan
     L = min(max(Lguess, Lbot), Ltop)
-    st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0, eps_und,
+    st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0, eps_und,
                                       max_nodes, hint, logcut)
     total += nd
     if bu == bu:
@@ -488,7 +644,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             if a >= Ltop:
                 return a, 1, a_ub, a_lb, a_q1, a_q2, total, 0
             L = min(a + step, Ltop)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                               eps_und, max_nodes, hint, logcut)
             total += nd
             if bu == bu:
@@ -506,7 +662,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             if b <= Lbot:
                 return Lbot, -1, np.nan, np.nan, np.nan, np.nan, total, 1
             L = max(b - step, Lbot)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
+            st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                               eps_und, max_nodes, hint, logcut)
             total += nd
             if bu == bu:
@@ -521,7 +677,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         L = 0.5 * (a + b)
         if not (a < L and L < b):
             break
-        st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0, eps_und,
+        st, ub, lb, bu, q1, q2, nd = _bnb(kind, L, n, kvec, acoef, ccoef, H, pihi, thr, 0, eps_und,
                                           max_nodes, hint, logcut)
         total += nd
         if bu == bu:
@@ -535,7 +691,7 @@ def invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
 
 
 @njit(cache=True)
-def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
+def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     """Best certified point value on the curve at L (a lower bound of S(L)), searched by a
     grid of K points (skipped when K = 0), the hint, both ends and a golden-section refinement.
     Used only to locate the root; never to certify."""
@@ -543,7 +699,7 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
     best = 0.0
     bu = np.nan
     if kind == 0 and pihi < L:
-        best = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, LF, logcut)[0]
+        best = tail_core(n, pihi * (1.0 - _E4), 0.0, kvec, logcut)[0]
     if u0 > u1:
         return best, bu
     nc = K + 3
@@ -560,7 +716,7 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
         else:
             u = u0 + (u1 - u0) * (i - 2.5) / K
         p1, p2 = _point(kind, L, u, acoef, ccoef, H)
-        v = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+        v = tail_core(n, p1, p2, kvec, logcut)[0]
         if v > best or bu != bu:
             best = v
             bu = u
@@ -573,9 +729,9 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
     c = b - gr * (b - a)
     d = a + gr * (b - a)
     p1, p2 = _point(kind, L, c, acoef, ccoef, H)
-    fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    fc = tail_core(n, p1, p2, kvec, logcut)[0]
     p1, p2 = _point(kind, L, d, acoef, ccoef, H)
-    fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+    fd = tail_core(n, p1, p2, kvec, logcut)[0]
     for _ in range(14):
         if fc >= fd:
             b = d
@@ -583,14 +739,14 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
             fd = fc
             c = b - gr * (b - a)
             p1, p2 = _point(kind, L, c, acoef, ccoef, H)
-            fc = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+            fc = tail_core(n, p1, p2, kvec, logcut)[0]
         else:
             a = c
             c = d
             fc = fd
             d = a + gr * (b - a)
             p1, p2 = _point(kind, L, d, acoef, ccoef, H)
-            fd = tail_core(n, p1, p2, kvec, LF, logcut)[0]
+            fd = tail_core(n, p1, p2, kvec, logcut)[0]
     if fc > best:
         best = fc
         bu = c
@@ -601,14 +757,16 @@ def _approx_sup(kind, L, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K):
 
 
 @njit(cache=True)
-def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
+def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, cert_gap, cert_nodes):
     """Locate-then-certify inversion (SPEC 4.2), same contract as :func:`invert_core`.
 
     1. Find the root L* of ``log(V(L)/thr)``, ``V`` the best point value on the curve
        (:func:`_approx_sup`; a lower bound of S), by a bracketing secant (Illinois) search.
     2. Certify ``S(L_c) <= thr`` at ``L_c = L* - delta`` with ``delta`` from the local slope so
-       that ``V(L_c) ~ thr * exp(-cert_gap)``, by one branch-and-bound.  If it finds a point
+       that ``V(L_c) ~ thr * exp(-cert_gap)``, by one greedy sweep of box bounds (:func:`_sweep`;
+       without the Berger–Boos restriction), or the best-first branch-and-bound :func:`_bnb` when
+       the sweep is undecided or the restriction is on.  If it finds a point
        above ``thr`` the maximiser moved: restart from it; if undecided widen ``delta``.
     3. After 4 failed attempts fall back to :func:`invert_core` (bisection).
     Only certified ``L`` are returned, so the result is valid whatever happens in step 1.
@@ -620,7 +778,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         K = 8 if attempt == 0 or hint != hint else 0
         # --- locate the root of h(L) = log V(L) - log thr
         La = min(max(Lguess, Lbot), Ltop)
-        v, bu = _approx_sup(kind, La, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, K)
+        v, bu = _approx_sup(kind, La, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K)
         total += K + 20
         if bu == bu:
             hint = bu
@@ -634,7 +792,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             Lb = La - step if ha > 0 else La + step
             if Lb < Lbot or Lb > Ltop:
                 Lb = min(max(Lb, Lbot), Ltop)
-            v, bu = _approx_sup(kind, Lb, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup(kind, Lb, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -659,7 +817,7 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
             Lr = lo_L - lo_h * (hi_L - lo_L) / (hi_h - lo_h)
             if not (min(lo_L, hi_L) < Lr < max(lo_L, hi_L)):
                 Lr = 0.5 * (lo_L + hi_L)
-            v, bu = _approx_sup(kind, Lr, n, kvec, LF, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup(kind, Lr, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -682,18 +840,30 @@ def invert_fast(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lgues
         delta = cert_gap / slope
         for _ in range(3):
             Lc = max(Lr - delta, Lbot)
-            st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, LF, acoef, ccoef, H, pihi, thr, 0,
-                                              0.25 * (1.0 - math.exp(-cert_gap)), cert_nodes, hint, logcut)
-            total += nd
+            rt = 0.25 * (1.0 - math.exp(-cert_gap))
+            st = -1
+            near = False
+            if pihi >= 1.0:
+                # greedy sweep first; the best-first split only when the sweep is undecided for
+                # want of nodes or resolution (not when it found a point within rt of thr, where
+                # the split would be undecided too)
+                st, ub, lb, bu, q1, q2, nd = _sweep(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
+                                                    cert_nodes // 2, hint, logcut)
+                total += nd
+                near = st == -1 and lb >= thr * (1.0 - rt) and ub - lb <= rt * thr
+            if st == -1 and (not near or n <= SWEEP_SPLIT_MAX_N):
+                st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
+                                                  rt, cert_nodes, hint, logcut)
+                total += nd
             if st == 1:
                 return Lc, 1, ub, lb, q1, q2, total, 0
             if bu == bu:
                 hint = bu
             if st == 0:
                 break  # a better maximiser exists: locate again from it
-            delta *= 3.0
+            delta *= 3.0  # undecided (a point within rt of thr): certify lower
         Lguess = Lr
-    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, LF, acoef, ccoef, H, pihi, thr, Lbot,
+    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
                                                     Ltop, Lguess, step0, tol, max_nodes, logcut, 1e-2)
     return L, st, ub, lb, q1, q2, total + nd, bottom
 
@@ -706,7 +876,7 @@ _TAYLOR_CACHE: dict = {}
 
 def taylor_tables(M: Optional[int]):
     """(a_k = c_k/(2k+1), c_k, H = Phi^{-1}_M(1)) for the Taylor curve (SPEC 6)."""
-    M = DEFAULT_TAYLOR_ORDER if M is None else _check_order(M)
+    M = DEFAULT_TAYLOR_ORDER if M is None else check_taylor_order(M)
     if M not in _TAYLOR_CACHE:
         c = np.asarray(taylor_coefficients(M), dtype=float)
         a = c / (2.0 * np.arange(M + 1) + 1.0)
@@ -762,7 +932,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
     """
     check_choice(margin, "margin", MARGINS)
     check_choice(statistic, "statistic", STATISTICS)
-    n = _check_n(n)
+    n = check_n(n)
     L = float(L)
     if not math.isfinite(L):
         raise ValueError(f"L must be finite, got {L!r}")
@@ -783,8 +953,8 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
         return SupResult(upper=0.0, lower=0.0, maximiser=(float("nan"),) * 3, L=L, t_obs=float(t_obs),
                          n=n, margin=margin, statistic=statistic, nodes=0, converged=True)
     Lc = min(L, hi_r)  # above the range the null set is the whole simplex, as at the top
-    st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, log_factorial_table(n), acoef,
-                                         ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, _LOGCUT)
+    st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, acoef,
+                                         ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, LOG_PRUNE_MASS)
     if q1 != q1:
         mx = (float("nan"),) * 3
     else:

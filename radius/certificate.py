@@ -15,13 +15,15 @@ Supported (radius, reduction) combinations
 radius          reductions, and the bound each uses
 ==============  =====================================================================================
 ``R2``          all four.  cohen/bonferroni/cpm: ``sigma/2 (Phi^-1(pA) - Phi^-1(pB))``;
-                exact: ``sigma/2 P`` with ``P`` the probit-margin bound (counts: exact trinomial,
-                probit margin; scores: ``P = 2 Phi^-1((1 + D)/2)`` from the direct linear margin ``D``).
+                exact: ``sigma/2 P`` with ``P`` the probit-margin bound of the structure it chose on
+                the selection sample (Cohen: ``P = 2 Phi^-1(pA)``, so with two classes exact/R2
+                equals cohen/Rmono; shared-``pA`` pairs; exact trinomial per bucket for counts;
+                for scores the direct margin, ``P = 2 Phi^-1((1 + D)/2)``).
 ``Rmono``       cohen only (``sigma Phi^-1(pA)`` needs only ``pA``, at the full alpha; another reduction
                 would spend alpha on bounds it does not use).  Equals cohen + R2.
 ``R1``          all four.  ``D / L_pair``, ``L_pair = r/(sigma sqrt(2 pi))`` (``sqrt(2/pi)/sigma`` for the
                 default ``output_range=2``); ``D = pA - pB`` (cohen: ``2 pA - 1``), exact: the linear
-                margin bound (trinomial for counts, direct margin for scores).
+                margin bound of the structure it chose.
 ``R1_lip``      as R1 with ``L_pair = L erf(r/(2 sqrt 2 L sigma))``, ``L = lipschitz`` of each pairwise
                 difference ``F_y - F_k`` of the base outputs.  Score matrices only.
 ``Rmono_lip``   cohen only; ``rho_L^-1(pA)`` with ``L = lipschitz`` of each base score component.
@@ -88,13 +90,13 @@ class Certificate:
     top, runner_up : int
         Top class and runner-up chosen on the selection sample.
     p_a_lower, p_b_upper : float
-        Bounds on ``p_y`` and ``max_{k != y} p_k``; NaN for ``exact`` (margin
-        bounded directly).
+        Bounds on ``p_y`` and ``max_{k != y} p_k``; NaN when ``exact`` chose a
+        structure that bounds the margin directly (trinomial, direct margin).
     margin_lower : float
         The margin bound the radius was computed from; ``margin`` says which:
         ``"linear"`` (``p_y - max p_k``) or ``"probit"``.
     radius_kind, reduction, bound : str
-        Method names (``bound``: ``"clopper_pearson"`` / ``"trinomial"`` for
+        Method names (``bound``: ``"clopper_pearson"`` / ``"trinomial_<statistic>"`` for
         counts, the mean bound for scores).
     alpha, alpha_each : float
         Total level and the level of each of the ``n_tests`` bounds.
@@ -106,6 +108,9 @@ class Certificate:
     buckets : tuple of tuple of int
         Class groups bounded against the top class.
     lipschitz, output_range : float or None
+    index, label : int or None
+        Optional bookkeeping: the input's index in its data set and its true
+        class (``None`` when not given; never used by the bound).
     """
 
     prediction: int
@@ -130,6 +135,8 @@ class Certificate:
     buckets: Tuple[Tuple[int, ...], ...] = field(default=())
     lipschitz: Optional[float] = None
     output_range: Optional[float] = None
+    index: Optional[int] = None
+    label: Optional[int] = None
 
     @property
     def abstain(self) -> bool:
@@ -151,7 +158,7 @@ class Certificate:
 
 
 def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", reduction: str = "exact",
-            bound="betting", lipschitz=None, output_range=None) -> Certificate:
+            bound="betting", lipschitz=None, output_range=None, index=None, label=None) -> Certificate:
     """Certify one input from independent selection and estimation samples.
 
     Parameters
@@ -181,6 +188,10 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
     output_range : float, optional
         R1 / R1_lip only: length of an interval holding every ``F_y - F_k``
         (default 2, simplex outputs).
+    index, label : int, optional
+        Recorded in the certificate (the input's index in its data set, an
+        integer ``>= 0``; its true class, an integer in ``[0, m)``); they do not
+        change the bound.
 
     Returns
     -------
@@ -229,6 +240,8 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         r_range = radii._check_positive(output_range, "output_range")
 
     samples = as_samples(selection, estimation)
+    index = _opt_index(index, "index", None)
+    label = _opt_index(label, "label", samples.m)
     if radius in _LIP and samples.kind != "scores":
         raise ValueError(f"radius={radius!r} needs score matrices of a Lipschitz base classifier; "
                          f"count vectors come from a hardmax classifier, which is not Lipschitz")
@@ -281,4 +294,19 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         buckets=tuple(tuple(int(k) for k in b) for b in res.buckets),
         lipschitz=L,
         output_range=r_range,
+        index=index,
+        label=label,
     )
+
+
+def _opt_index(v, name: str, m: Optional[int]) -> Optional[int]:
+    """``None`` or a non-negative integer (``< m`` when ``m`` is given); ValueError naming the value."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer or None, got {v!r}")
+    v = int(v)
+    if v < 0 or (m is not None and v >= m):
+        hint = f" in [0, {m})" if m is not None else " >= 0"
+        raise ValueError(f"{name} must be an integer{hint}, got {v!r}")
+    return v

@@ -49,9 +49,9 @@ def test_every_count_combination(r, red):
     assert c.prediction == 1 and c.radius > 0.0
     assert (c.radius_kind, c.reduction, c.n0, c.n, c.m, c.kind) == (r, red, 100, 1000, 3, "counts")
     assert c.alpha_each * c.n_tests == pytest.approx(0.001)
-    if red == "exact":
+    if red == "exact" and c.bound.startswith("trinomial"):
         assert math.isnan(c.p_a_lower) and math.isnan(c.p_b_upper)
-    else:
+    else:  # exact that chose Cohen or shared-p_A pairs reports both bounds
         assert 0 < c.p_b_upper < c.p_a_lower < 1
 
 
@@ -89,6 +89,28 @@ def test_certificate_is_frozen_and_row_is_plain():
     for v in row.values():
         assert v is None or type(v) in (int, float, str, bool), (v, type(v))
     assert row["buckets"] == "|".join(",".join(map(str, b)) for b in c.buckets)
+
+
+def test_index_and_label_are_optional_and_written_to_the_row():
+    c = certify(SEL, EST, sigma=0.25)
+    assert c.index is None and c.label is None and c.to_row()["index"] is None
+    c = certify(SEL, EST, sigma=0.25, index=np.int64(7), label=1)
+    row = c.to_row()
+    assert (c.index, c.label) == (7, 1) and (row["index"], row["label"]) == (7, 1) and type(row["index"]) is int
+    # they are bookkeeping only: the bound does not change
+    assert c.radius == certify(SEL, EST, sigma=0.25).radius
+    for kw, match in (({"index": -1}, "index must be an integer >= 0"), ({"index": 1.5}, "index must be an integer"),
+                      ({"label": 3}, r"label must be an integer in \[0, 3\)"), ({"label": True}, "label must be")):
+        with pytest.raises(ValueError, match=match):
+            certify(SEL, EST, sigma=0.25, **kw)
+
+
+def test_exact_r2_equals_cohen_rmono_with_two_classes():
+    for sel, est in ((np.array([3, 97]), np.array([20, 980])), (np.array([0, 100]), np.array([0, 100000])),
+                     (np.array([40, 60]), np.array([450, 550]))):
+        e = certify(sel, est, sigma=0.5, reduction="exact", radius="R2")
+        c = certify(sel, est, sigma=0.5, reduction="cohen", radius="Rmono")
+        assert e.radius == c.radius and e.prediction == c.prediction and e.n_tests == 1
 
 
 def test_abstain_gives_minus_one_and_zero_radius():

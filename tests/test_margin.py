@@ -24,7 +24,7 @@ def test_exports_and_types():
     assert isinstance(b, float)
     r = margin_lower_bound(80, 10, 100, 0.05, full=True)
     assert isinstance(r, MarginBound) and r.bound == b
-    assert (r.margin, r.method, r.statistic, r.alpha, r.x1, r.x2, r.n) == ("linear", "exact", "difference",
+    assert (r.margin, r.method, r.statistic, r.alpha, r.x1, r.x2, r.n) == ("linear", "exact", "bonferroni",
                                                                           0.05, 80, 10, 100)
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.bound = 0.0
@@ -68,6 +68,9 @@ def test_spec_8_1_regression_literal_version_undercovers():
     assert cov_literal < 1 - alpha
     cov_lib = exact_trinomial_coverage(lambda a, b, c: margin_lower_bound(a, b, n, alpha), n, q, truth)
     assert cov_lib >= 1 - alpha
+    cov_lib = exact_trinomial_coverage(lambda a, b, c: margin_lower_bound(a, b, n, alpha, statistic="difference"),
+                                       n, q, truth)
+    assert cov_lib >= 1 - alpha
 
 
 def test_exact_never_exceeds_pi_equal_one_bound():
@@ -80,7 +83,7 @@ def test_exact_never_exceeds_pi_equal_one_bound():
             t = x1 - x2
             k = -(-(n + t) // 2)
             cap = 2 * float(clopper_pearson(k, n, alpha)) - 1 if k > 0 else -1.0
-            b = margin_lower_bound(x1, x2, n, alpha)
+            b = margin_lower_bound(x1, x2, n, alpha, statistic="difference")
             assert b <= cap + 1e-12
             if x1 + x2 == n and 0 < x1:
                 # tightness ~ CERT_GAP / z standard errors (about 0.01 se); allow 0.03 / sqrt(n)
@@ -92,7 +95,7 @@ def test_bound_depends_on_t_only_and_is_monotone():
     by_t = {}
     for x1 in range(n + 1):
         for x2 in range(n - x1 + 1):
-            b = margin_lower_bound(x1, x2, n, alpha)
+            b = margin_lower_bound(x1, x2, n, alpha, statistic="difference")
             by_t.setdefault(x1 - x2, set()).add(b)
     assert all(len(v) == 1 for v in by_t.values())
     seq = [by_t[t].pop() for t in sorted(by_t)]
@@ -103,7 +106,7 @@ def test_inversion_is_tight():
     # the sup at the answer is <= alpha (certified); slightly above the answer it exceeds alpha
     for (x1, x2, n) in [(80, 10, 100), (12, 3, 20), (400, 350, 1000)]:
         for margin in ("linear", "probit"):
-            r = margin_lower_bound(x1, x2, n, 0.05, margin=margin, full=True)
+            r = margin_lower_bound(x1, x2, n, 0.05, margin=margin, statistic="difference", full=True)
             t = x1 - x2
             s_at = certified_sup(t, n, r.bound, margin=margin, tol=1e-6)
             assert s_at.lower <= 0.05
@@ -124,7 +127,12 @@ def test_probit_x1_equal_n_cap():
 
 
 def test_probit_closure_case_is_minus_inf():
-    assert margin_lower_bound(5, 5, 20, 0.05, margin="probit") == -math.inf
+    # difference statistic: every H0(L) contains q = (0, 0, 1) in its closure, where T = 0 surely
+    assert margin_lower_bound(5, 5, 20, 0.05, margin="probit", statistic="difference") == -math.inf
+    assert margin_lower_bound(0, 0, 20, 0.05, margin="probit", statistic="difference") == -math.inf
+    # the Bonferroni statistic has T(0, 0) = -inf < B(x), so its bound is finite (>= B(x))
+    bf = margin_lower_bound(5, 5, 20, 0.05, margin="probit", method="bonferroni")
+    assert -math.inf < bf <= margin_lower_bound(5, 5, 20, 0.05, margin="probit")
     assert margin_lower_bound(0, 0, 20, 0.05, margin="probit") == -math.inf
     assert margin_lower_bound(3, 9, 20, 0.05, margin="probit", method="bonferroni") < 0
 
@@ -140,15 +148,15 @@ def test_bonferroni_values():
     assert margin_lower_bound(0, 20, n, alpha, margin="probit", method="bonferroni") == -math.inf
 
 
-def test_exact_beats_bonferroni_typically():
+def test_difference_statistic_beats_bonferroni_typically():
     n, alpha = 100, 0.05
     wins = 0
     total = 0
     for x1 in range(40, 101, 5):
         for x2 in range(0, n - x1 + 1, 5):
             total += 1
-            wins += margin_lower_bound(x1, x2, n, alpha) >= margin_lower_bound(x1, x2, n, alpha,
-                                                                               method="bonferroni")
+            wins += margin_lower_bound(x1, x2, n, alpha, statistic="difference") >= margin_lower_bound(
+                x1, x2, n, alpha, method="bonferroni")
     assert wins / total >= 0.7
 
 
@@ -169,9 +177,9 @@ def test_taylor_route_accounting():
 
 
 def test_berger_boos_fields():
-    r = margin_lower_bound(50, 10, 100, 0.05, berger_boos=0.005, full=True)
+    r = margin_lower_bound(50, 10, 100, 0.05, berger_boos=0.005, statistic="difference", full=True)
     assert r.gamma == 0.005 and r.sup <= 0.045
-    r2 = margin_lower_bound(50, 10, 100, 0.05, berger_boos=True, full=True)
+    r2 = margin_lower_bound(50, 10, 100, 0.05, berger_boos=True, statistic="difference", full=True)
     assert r2.gamma == pytest.approx(0.005)
 
 
@@ -191,6 +199,8 @@ def test_berger_boos_fields():
     (dict(x1=1, x2=1, n=10, alpha=0.05, statistic="ratio"), "statistic.*'ratio'"),
     (dict(x1=1, x2=1, n=10, alpha=0.05, berger_boos=0.2), "berger_boos.*0.2"),
     (dict(x1=1, x2=1, n=10, alpha=0.05, berger_boos=0.01, margin="taylor"), "berger_boos.*taylor"),
+    (dict(x1=1, x2=1, n=10, alpha=0.05, berger_boos=0.01), "berger_boos.*'bonferroni'"),
+    (dict(x1=1, x2=1, n=10, alpha=0.05, berger_boos=0.01, statistic="cohen"), "berger_boos.*'cohen'"),
     (dict(x1=1, x2=1, n=10, alpha=0.05, berger_boos=0.01, method="bonferroni"), "berger_boos.*bonferroni"),
     (dict(x1=1, x2=1, n=10, alpha=0.05, alpha_split=1.0), "alpha_split.*1.0"),
     (dict(x1=1, x2=1, n=10, alpha=0.05, taylor_order=-2), "taylor_order.*-2"),

@@ -6,6 +6,10 @@ and the exact coverage ``sum_x P_q(x) 1[bound(x) <= g(q)]`` is evaluated for
 q3 = 0, q1 = 1/2, q1 = 0 and the three vertices.  Requirement: coverage
 >= 1 - alpha with no tolerance, alpha in {0.01, 0.05, 0.2}.
 
+Statistics: the difference, plug-in and studentized statistics, Berger–Boos, the Bonferroni method, and
+(issue 10) the dominating statistics "bonferroni" (the default; linear, probit and the Taylor route) and
+"cohen" (theory §4.7), whose result is max(B(x), certified inversion).
+
 The probit truth ``Phi^{-1}(q1) - Phi^{-1}(q2)`` is -inf when q1 = 0 (also at
 q = (0, 0, 1), the strictest convention: only a bound of -inf covers it) and
 +inf when q2 = 0 < q1 (every bound covers).
@@ -85,9 +89,21 @@ PLUGIN = [
 ]
 
 
+# Dominating statistics (theory §4.7): T = the Bonferroni pair bound or Cohen's bound at the same alpha; the
+# result is max(B(x), certified inversion).  Every outcome has its own t (no sharing), hence tol = 1e-3.
+DOMINATING = [
+    ("linear", "exact", "bonferroni", {"tol": 1e-3}),
+    ("probit", "exact", "bonferroni", {"tol": 1e-3}),
+    ("taylor", "exact", "bonferroni", {"tol": 1e-3}),
+    ("linear", "exact", "cohen", {}),
+    ("probit", "exact", "cohen", {}),
+]
+ALL = CONFIGS + PLUGIN + DOMINATING
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("margin,method,statistic,kw", CONFIGS + PLUGIN,
-                         ids=[f"{m}-{me}-{s}-{'-'.join(k)}" for m, me, s, k in CONFIGS + PLUGIN])
+@pytest.mark.parametrize("margin,method,statistic,kw", ALL,
+                         ids=[f"{m}-{me}-{s}-{'-'.join(k)}" for m, me, s, k in ALL])
 def test_exact_coverage_all_n(margin, method, statistic, kw):
     worst, nq = sweep(margin, method, statistic, **kw)
     print(f"\n{margin}/{method}/{statistic}/{kw}: min over n<=40, q, alpha of coverage - (1 - alpha) = "

@@ -152,7 +152,7 @@ def test_large_n_certified_sup_dominates_dense_curve(n, x1, x2):
     from confbounds.margin import margin_lower_bound
 
     alpha = 1e-3
-    r = margin_lower_bound(x1, x2, n, alpha, full=True)
+    r = margin_lower_bound(x1, x2, n, alpha, statistic="difference", full=True)
     assert r.branch == "exact" and r.sup <= alpha
     L = r.bound
     pis = np.unique(np.concatenate([np.linspace(abs(L), 1.0, 1001), 1.0 - np.geomspace(1e-9, 1e-2, 500)]))
@@ -175,3 +175,51 @@ def test_nsplit_rule():
     assert _nsplit(1.2, 0.99, 1.0) == 24
     assert _nsplit(1.2, 0.999, 1.0) == _KMAX == 32
     assert _nsplit(1.0 + 1e-3, 0.9, 1.0) == 2
+
+
+@pytest.mark.parametrize("margin,statistic,n,x1,x2,L", CASES)
+def test_sweep_decides_against_dense_grid(margin, statistic, n, x1, x2, L):
+    """nuisance._sweep (the greedy certification of invert_fast) against the brute-force supremum of
+    the whole null set {g(q) <= L} (dense simplex grid, exact enumeration) and the independent
+    best-first bound certified_sup: below a known lower bound of the true supremum (the grid
+    maximum, or certified_sup's point value) it must never certify; when it certifies, its bound
+    lies in [that lower bound, thr]; 20 % above certified_sup's upper bound it certifies."""
+    from confbounds.nuisance import MARGIN_KIND, _sweep
+
+    t = tr.observed_statistic(x1, x2, n, statistic)
+    kvec = tr.threshold_table(n, t, statistic)
+    acoef, ccoef, H = taylor_tables(100)
+    inside = _margin(GRID, margin) <= L
+    grid_sup = float(_tails(GRID[inside], n, t, statistic).max()) if inside.any() else 0.0
+    ref = certified_sup(t, n, L, margin=margin, statistic=statistic, tol=1e-6)
+    known = max(grid_sup, ref.lower)  # both are lower bounds of the true supremum
+    kind = MARGIN_KIND[margin]
+    easy = ref.upper * 1.2 + 1e-12
+    for thr in (easy, ref.upper * 1.02 + 1e-12, known * 0.98, known * 0.5):
+        if not thr > 0:
+            continue
+        st, ub, lb, bu, q1, q2, nodes = _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, 5e-3, 20_000,
+                                               np.nan, tr.LOG_PRUNE_MASS)
+        assert st in (-1, 0, 1) and nodes >= 1
+        if thr < known:
+            assert st != 1, (thr, known, ub)
+        if st == 1:
+            assert known - 1e-14 <= ub <= thr and lb <= ub
+        if thr == easy:
+            assert st == 1, (thr, ref)
+        if st == 0:
+            assert lb > thr and float(_tails(np.array([[q1, q2, max(0.0, 1 - q1 - q2)]]), n, t,
+                                                 statistic)[0]) >= lb - 1e-13
+
+
+def test_sweep_one_point_curve():
+    """A curve reduced to one point (linear margin, L = 1: q = (1, 0, 0)) still gets its box bound:
+    P(X1 - X2 >= n) = 1 there, so nothing below 1 is certified and 1 is."""
+    from confbounds.nuisance import _sweep
+
+    n = 7
+    kvec = tr.threshold_table(n, n)
+    acoef, ccoef, H = taylor_tables(100)
+    assert _sweep(0, 1.0, n, kvec, acoef, ccoef, H, 0.5, 5e-3, 100, np.nan, tr.LOG_PRUNE_MASS)[0] == 0
+    st, ub = _sweep(0, 1.0, n, kvec, acoef, ccoef, H, 1.0, 5e-3, 100, np.nan, tr.LOG_PRUNE_MASS)[:2]
+    assert st == 1 and ub == 1.0

@@ -182,6 +182,32 @@ def test_counts_three_class_linear_every_reduction_and_radius():
     _check(viol, cert, trials)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cohen", "pairs", "trinomial"])
+def test_counts_three_class_exact_each_candidate_structure(kind):
+    # exact chooses among candidate structures on the selection sample; each candidate must be sound on its own
+    # (the choice then costs nothing).  Force each one and check its R2 certificate against the true radius.
+    from radius.radii import radius_from_probit_margin
+    from radius.reductions import choose_top, exact, exact_structures
+
+    trials = 1200
+    ts = np.random.default_rng(25).uniform(-2.0, 2.0, trials)
+    rng = np.random.default_rng(26)
+    viol = cert = 0
+    for t in ts:
+        y, R = truth_numeric(t, probs_band)
+        p = probs_band(t)
+        sel, est = rng.multinomial(10, p), rng.multinomial(100, p)
+        top = choose_top(sel)[0]
+        cands = [c for c in exact_structures(sel, top) if c.kind == kind]
+        r = exact(sel, est, ALPHA, margin="probit", structure=cands[int(rng.integers(len(cands)))])
+        rad = float(radius_from_probit_margin(r.margin_lower, SIGMA))
+        if r.margin_lower > 0 and rad > 0:
+            cert += 1
+            viol += top != y or rad > R
+    _check({kind: viol}, {kind: cert}, trials)
+
+
 SCORE_COMBOS = _combos(["R2", "Rmono", "R1", "R1_lip", "Rmono_lip", "Rmulti_lip"])
 
 
