@@ -62,6 +62,8 @@ __all__ = ["Certificate", "certify", "RADII", "REDUCTIONS", "SUPPORTED", "ABSTAI
 ABSTAIN = -1
 
 RADII = ("R2", "Rmono", "R1", "R1_lip", "Rmono_lip", "Rmulti_lip")
+#: The smoothings a certificate can be about (docs/soundness.md).
+NOISES = ("float", "sound")
 
 #: radius -> reductions it supports
 SUPPORTED = {
@@ -111,6 +113,12 @@ class Certificate:
     index, label : int or None
         Optional bookkeeping: the input's index in its data set and its true
         class (``None`` when not given; never used by the bound).
+    noise : str
+        The noise the certificate assumes: ``"float"`` (Gaussian smoothing) or
+        ``"sound"`` (rounded-Gaussian smoothing on a grid, docs/soundness.md).
+    noise_tv : float
+        Sound noise: the per-sample total-variation bound charged to ``alpha``
+        (0 for float noise).
     """
 
     prediction: int
@@ -137,6 +145,8 @@ class Certificate:
     output_range: Optional[float] = None
     index: Optional[int] = None
     label: Optional[int] = None
+    noise: str = "float"
+    noise_tv: float = 0.0
 
     @property
     def abstain(self) -> bool:
@@ -158,7 +168,8 @@ class Certificate:
 
 
 def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", reduction: str = "exact",
-            bound="betting", lipschitz=None, output_range=None, index=None, label=None) -> Certificate:
+            bound="betting", lipschitz=None, output_range=None, index=None, label=None,
+            noise: str = "float", noise_tv: float = 0.0) -> Certificate:
     """Certify one input from independent selection and estimation samples.
 
     Parameters
@@ -192,6 +203,20 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         Recorded in the certificate (the input's index in its data set, an
         integer ``>= 0``; its true class, an integer in ``[0, m)``); they do not
         change the bound.
+    noise : {"float", "sound"}
+        The smoothing the certificate is about.  ``"sound"``: the samples were
+        drawn with the rounded Gaussian on a grid (:class:`backends.noise.SoundNoise`,
+        Voráček & Hein, ICLR 2023); the certificate is about the *ideal* rounded-
+        Gaussian smoothed classifier.
+    noise_tv : float
+        Sound noise only: a bound on the total variation between the law of one
+        drawn noisy copy and the ideal one (``SoundNoise.tv_bound(dim)``, the
+        threshold rounding).  By a coupling, the ``N = n0 + n`` samples differ
+        in law from ideal ones by at most ``N * noise_tv`` in total variation,
+        so every bound is computed at ``alpha - N * noise_tv`` (rounded down)
+        and the certificate holds at ``alpha`` for the ideal smoothing
+        (docs/soundness.md).  Works for every reduction and radius except the
+        local-Lipschitz ones, which are refused (``f o Q`` is not Lipschitz).
 
     Returns
     -------
@@ -239,7 +264,26 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
                              f"got radius={radius!r}")
         r_range = radii._check_positive(output_range, "output_range")
 
+    check_choice(noise, "noise", NOISES)
+    try:
+        tv = float(noise_tv)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise_tv must be a number in [0, 1), got {noise_tv!r}") from None
+    if not (0.0 <= tv < 1.0):
+        raise ValueError(f"noise_tv must be a number in [0, 1), got {noise_tv!r}")
+    if tv > 0.0 and noise != "sound":
+        raise ValueError(f"noise_tv={noise_tv!r} applies only to noise='sound', got noise={noise!r}")
+    if noise == "sound" and radius in _LIP:
+        raise ValueError(f"noise='sound' with radius={radius!r} is refused: the local-Lipschitz radii do not "
+                         "carry over to the rounded Gaussian (f o Q is not Lipschitz; docs/soundness.md)")
+
     samples = as_samples(selection, estimation)
+    a_run = a
+    if tv > 0.0:  # coupling: the N drawn copies are within N * tv of ideal ones in total variation
+        a_run = float(np.nextafter(a - (samples.n0 + samples.n) * tv, 0.0))
+        if not a_run > 0.0:
+            raise ValueError(f"noise_tv={noise_tv!r} times the {samples.n0 + samples.n} samples exceeds "
+                             f"alpha={alpha!r}: no level is left for the bound")
     index = _opt_index(index, "index", None)
     label = _opt_index(label, "label", samples.m)
     if radius in _LIP and samples.kind != "scores":
@@ -247,7 +291,7 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
                          f"count vectors come from a hardmax classifier, which is not Lipschitz")
 
     margin = _MARGIN_OF[radius]
-    res = reduce(reduction, samples, None, a, margin=margin, bound=bound)
+    res = reduce(reduction, samples, None, a_run, margin=margin, bound=bound)
     pa, pb, ml = res.p_a_lower, res.p_b_upper, res.margin_lower
 
     pa_mono = pa
@@ -296,6 +340,8 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         output_range=r_range,
         index=index,
         label=label,
+        noise=noise,
+        noise_tv=tv,
     )
 
 

@@ -1,13 +1,11 @@
 """Sound noise end to end: RunSpec fields, the loader bridge, the local engine and the CLI (issue 14 wiring).
 
-The certificate tests need ``radius.certificate.certify(noise_tv=)`` (the threshold-rounding total
-variation of ``backends.noise.SoundNoise.tv_bound``, theory §7); they are skipped, with that reason, on a
-``certify`` without it.
+Sound-noise certificates charge the threshold-rounding total variation of
+``backends.noise.SoundNoise.tv_bound`` to alpha: with ``N = n0 + n`` samples every bound is computed at
+``alpha - N * tv`` rounded down (``radius.certificate.certify(noise="sound", noise_tv=)``; docs/soundness.md).
 """
 from __future__ import annotations
 
-import inspect
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,9 +19,11 @@ from radius.radii import r_mono
 from radius.run.files import str_to_counts
 from radius.run.spec import RunSpec
 
-HAS_TV = "noise_tv" in inspect.signature(certify).parameters
-needs_tv = pytest.mark.skipif(not HAS_TV, reason="radius.certificate.certify has no noise_tv= keyword yet "
-                                                 "(the lead adds it when merging the 'exact' branch)")
+
+
+def _charged(alpha, n_samples, tv):
+    """alpha - n_samples * tv, rounded down: the level a sound-noise certificate computes its bounds at."""
+    return float(np.nextafter(alpha - n_samples * tv, 0.0))
 
 SOUND = dict(noise="sound", grid="1/16", reduction="cohen", radius="Rmono", n=200)
 
@@ -45,7 +45,6 @@ def test_spec_records_grid_and_clip_exactly():
     (dict(clip=(0, 1)), "clip=.* applies only to noise='sound'"),
     (dict(noise_tv=1e-15), "noise_tv=.* applies only to noise='sound'"),
     (dict(noise="sound"), "needs grid"),
-    (dict(noise="sound", grid="1/16"), "reduction='exact' and radius='R2' is refused"),
     (dict(noise="sound", grid="1/16", reduction="cohen", radius="Rmono", clip=(0.3, 1)), "not a multiple"),
     (dict(noise="sound", grid="1/16", reduction="cohen", radius="Rmono", clip=(0,)), "clip must be a pair"),
     (dict(noise="sound", grid="1/16", reduction="cohen", radius="Rmono", noise_tv=-1.0), "noise_tv"),
@@ -95,8 +94,8 @@ def test_sampler_noise_must_match_the_spec():
         run_local(RunSpec(sigma=0.25, **SOUND), floaty, x, y, progress=False)
 
 
-@needs_tv
-def test_certify_dataset_subtracts_the_sampler_tv():
+def test_certify_dataset_charges_the_sampler_tv_to_alpha():
+    from confbounds import clopper_pearson
     from radius import certify_dataset
 
     x, y = np.full((2, 8), 0.5), np.array([0, 0])
@@ -108,17 +107,18 @@ def test_certify_dataset_subtracts_the_sampler_tv():
                             overlap=False)
     for c, p in zip(certs, plain):
         assert c == p
-    # recompute without the shift: the run's bound is exactly tv lower (float subtraction of a CP bound)
     from radius.run.spec import input_seeds
 
+    level = _charged(0.001, 100 + 500, tv)
+    assert 0 < 0.001 - level < 1e-12
     for i, c in enumerate(certs):
+        assert c.noise == "sound" and c.noise_tv == tv and c.alpha == 0.001 and c.alpha_each == level
         s_sel, s_est = input_seeds(0, i)
-        raw = certify(sound.counts(x[i], 100, s_sel), sound.counts(x[i], 500, s_est), sigma=0.25,
-                      reduction="cohen", radius="Rmono")
-        # in exact arithmetic: the shift is at least tv (here tv = 5.6e-17 < ulp(p_a_lower) / 2, so a
-        # round-to-nearest subtraction would not move the bound at all)
-        assert Fraction(raw.p_a_lower) - Fraction(c.p_a_lower) >= Fraction(tv) > 0
-        assert c.radius <= raw.radius
+        est = sound.counts(x[i], 500, s_est)
+        raw = certify(sound.counts(x[i], 100, s_sel), est, sigma=0.25, reduction="cohen", radius="Rmono")
+        # the bound is the Clopper-Pearson bound at the charged level, never above the float-noise one
+        assert c.p_a_lower == clopper_pearson(int(est[c.top]), 500, level)
+        assert c.p_a_lower <= raw.p_a_lower and c.radius <= raw.radius
 
 
 def test_open_sampler_forwards_sound_noise_to_torch_and_onnx():
@@ -140,7 +140,6 @@ def test_open_sampler_forwards_sound_noise_to_torch_and_onnx():
 
 # ------------------------------------------------------------------------------------------------- the CLI
 
-@needs_tv
 def test_cli_sound_run_metadata_and_resume_refusal(tmp_path, capsys):
     out, log = tmp_path / "s.tsv", tmp_path / "s.jsonl"
     base = ["certify", "--limit", "3", "--n", "200", "--n0", "50", "--reduction", "cohen", "--radius", "Rmono",
@@ -150,12 +149,17 @@ def test_cli_sound_run_metadata_and_resume_refusal(tmp_path, capsys):
     tv = SoundNoise(0.25, "1/16").tv_bound(64)  # the digits inputs have 64 coordinates, clip (-2, 3)
     assert cfg["noise"] == "sound" and cfg["grid"] == "1/16" and cfg["clip"] == ["-2", "3"]
     assert cfg["noise_tv"] == tv and cfg["noise_detail"]["grid"] == "1/16" and cfg["noise_detail"]["bits"] == 62
-    # each p_a_lower is the Clopper-Pearson bound of its stored counts minus tv
+    # each p_a_lower is the Clopper-Pearson bound of its stored counts at alpha - (n0 + n) tv
+    from confbounds import clopper_pearson
+
+    level = _charged(0.001, 50 + 200, tv)
     for sel, est, pa, rad in zip(cols["selection_counts"], cols["estimation_counts"], cols["p_a_lower"],
                                  cols["radius"]):
-        raw = certify(str_to_counts(sel), str_to_counts(est), sigma=0.25, reduction="cohen", radius="Rmono")
-        assert Fraction(raw.p_a_lower) - Fraction(pa) >= Fraction(tv) and rad <= r_mono(raw.p_a_lower, 0.25)
-        assert raw.p_a_lower - pa < 1e-12  # and only that (tv = 2.2e-15, plus one ulp)
+        e = str_to_counts(est)
+        raw = certify(str_to_counts(sel), e, sigma=0.25, reduction="cohen", radius="Rmono")
+        top = int(np.argmax(str_to_counts(sel)))
+        assert pa == clopper_pearson(int(e[top]), 200, level)
+        assert pa <= raw.p_a_lower and rad <= r_mono(raw.p_a_lower, 0.25)
     text = out.read_text()
     capsys.readouterr()
     assert main(base + ["--noise", "sound", "--grid", "1/16"]) == 0  # same command: resumes, nothing to do
@@ -168,10 +172,33 @@ def test_cli_sound_run_metadata_and_resume_refusal(tmp_path, capsys):
     assert out.read_text() == text
 
 
-def test_cli_refuses_sound_without_a_grid_or_with_exact_r2(tmp_path, capsys, monkeypatch):
+def test_cli_refuses_sound_without_a_grid(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["certify", "--limit", "1", "--noise", "sound"]) == 2
     assert "needs grid" in capsys.readouterr().err
-    assert main(["certify", "--limit", "1", "--noise", "sound", "--grid", "1/16"]) == 2
-    assert "reduction='exact' and radius='R2' is refused" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_sound_run_with_the_default_method(tmp_path, capsys):
+    """exact/R2 (the default) under sound noise: the coupling charge applies to every reduction."""
+    out = tmp_path / "e.tsv"
+    assert main(["certify", "--limit", "2", "--n", "200", "--n0", "50", "--noise", "sound", "--grid", "1/16",
+                 "--out", str(out), "--counts-log", str(tmp_path / "e.jsonl"), "--no-progress"]) == 0, \
+        capsys.readouterr().err
+    cfg, cols = res.read_tsv(str(out))
+    assert cfg["noise"] == "sound" and len(cols["radius"]) == 2
+
+
+def test_certify_noise_arguments_are_checked():
+    sel, est = np.array([2, 95, 3]), np.array([10, 980, 10])
+    with pytest.raises(ValueError, match="applies only to noise='sound'"):
+        certify(sel, est, sigma=0.5, noise_tv=1e-16)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        certify(sel, est, sigma=0.5, noise="gaussian")
+    with pytest.raises(ValueError, match="noise_tv must be a number"):
+        certify(sel, est, sigma=0.5, noise="sound", noise_tv=1.5)
+    with pytest.raises(ValueError, match="no level is left"):
+        certify(sel, est, sigma=0.5, noise="sound", noise_tv=1e-6)
+    c = certify(sel, est, sigma=0.5, noise="sound", noise_tv=1e-12)
+    f = certify(sel, est, sigma=0.5)
+    assert c.noise == "sound" and f.noise == "float" and c.margin_lower <= f.margin_lower

@@ -269,9 +269,8 @@ class RunSpec:
         Gaussian on the grid ``grid`` within ``clip`` (:class:`backends.noise.SoundNoise`;
         Voráček & Hein, ICLR 2023).  Sound noise is refused in sequential runs
         (their scheduler draws float noise itself) and with the methods whose
-        radius cannot absorb the threshold-rounding total variation ``noise_tv``:
-        the ``exact`` reduction with ``R2`` (a probit-margin bound cannot be
-        shifted by ``tv``) and the local-Lipschitz radii (docs/soundness.md).
+        radius does not carry over to the rounded Gaussian: the local-Lipschitz
+        radii (docs/soundness.md).
     grid : number or str, optional
         Step of the sound-noise grid (``1/255``, ``"1/16"``); required with
         ``noise="sound"``, refused otherwise.  Stored as the exact fraction's
@@ -417,10 +416,6 @@ class RunSpec:
         if self.grid is None:
             raise ValueError("noise='sound' needs grid (the step of the input grid, e.g. 1/255 for 8-bit images "
                              "or 1/16 for the digits data)")
-        if self.reduction == "exact" and self.radius == "R2":
-            raise ValueError("noise='sound' with reduction='exact' and radius='R2' is refused: a probit-margin "
-                             "bound cannot absorb the threshold-rounding total variation (docs/soundness.md); "
-                             "use reduction 'cohen', 'bonferroni' or 'cpm', or radius 'R1'")
         if self.radius in SOUND_REFUSED_RADII:
             raise ValueError(f"noise='sound' with radius={self.radius!r} is refused: the local-Lipschitz radii do "
                              "not carry over to the rounded Gaussian (f o Q is not Lipschitz; docs/soundness.md)")
@@ -462,9 +457,10 @@ class RunSpec:
     def cert_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments of :func:`radius.certificate.certify` (fixed-n runs).
 
-        With sound noise they include ``noise_tv`` (the threshold-rounding total
-        variation, subtracted from the probability bounds; theory §7), which
-        must be known by then (:meth:`with_model`).
+        With sound noise they include ``noise="sound"`` and ``noise_tv`` (the
+        threshold-rounding total variation per sample, charged to ``alpha`` by
+        :func:`radius.certificate.certify`), which must be known by then
+        (:meth:`with_model`).
         """
         if self.sequential is not None:
             raise ValueError("a sequential run has no fixed-n method")
@@ -474,6 +470,7 @@ class RunSpec:
             if self.noise_tv is None:
                 raise ValueError("noise='sound': the threshold-rounding bound noise_tv is not known yet (it is "
                                  "filled in from the sampler and the input dimension before certifying)")
+            kw["noise"] = "sound"
             kw["noise_tv"] = self.noise_tv
         return kw
 
