@@ -35,10 +35,10 @@ bounds of the per-layer l2 operator norms / Lipschitz constants:
 **Never a power-iteration estimate.**  Power iteration converges to the spectral
 norm from *below*; :func:`power_iteration_estimate` is offered only as a
 comparison (a lower estimate, labelled as such).  (The AISTATS 2025 code's
-convolution iteration returns a ratio <= 1 instead of the norm, SPEC 8.11; not
+convolution iteration returns a ratio <= 1 instead of the norm, theory §8.11; not
 reproduced here.)
 
-**Rounding (SPEC 2.4).**  All norms are computed in float64 from the float32
+**Rounding (theory §2.4).**  All norms are computed in float64 from the float32
 (or float64) weights, which converts exactly.  Each computed factor is
 multiplied by ``1 + rel_margin`` (default :data:`DEFAULT_REL_MARGIN` = 1e-6),
 which dominates the backward error of LAPACK's SVD (``O(n eps_64)`` relative to
@@ -467,7 +467,7 @@ def power_iteration_estimate(layer: nn.Module, input_shape: Sequence[int], *, n_
     ``conv_transpose{1,2,3}d`` (zero padding; cropping undoes the padding) or
     autograd (other padding modes), and returns the Rayleigh-type ratio
     ``||A v|| / ||v||`` of the final iterate -- the norm of the operator
-    (not a ratio <= 1 of successive iterates, cf. SPEC 8.11).  In exact
+    (not a ratio <= 1 of successive iterates, cf. theory §8.11).  In exact
     arithmetic this never exceeds ``||A||_2`` and converges to it from below,
     so it must never be used as a certificate.
     """
@@ -687,7 +687,7 @@ def product_upper_bound(model: nn.Module, input_shape: Sequence[int], *, n_iter:
     dense_limit : int
         Size limit for materialising an operator in "auto" mode.
     rel_margin : float
-        Relative upward margin per computed factor and on the product (SPEC 2.4).
+        Relative upward margin per computed factor and on the product (theory §2.4).
     seed : int
         Seed of the power-iteration start vectors.
 

@@ -1,4 +1,4 @@
-"""Simplex maps ``s: R^m -> Delta^{m-1}`` turning logits into class scores (SPEC section 1).
+"""Simplex maps ``s: R^m -> Delta^{m-1}`` turning logits into class scores (theory §1).
 
 * ``hardmax``: the one-hot vector of the argmax (ties go to the smallest index, as ``numpy.argmax``);
 * ``softmax`` with temperature ``T``: ``exp(z_k / T) / sum_j exp(z_j / T)`` (computed after subtracting the row

@@ -18,7 +18,7 @@ Items and targets (issue 2):
   the hedged capital evaluated with NumPy on a fixed grid of 1000 candidate
   means (the grid approach of confseq's ``betting_ci``), n = 10^5;
 * ``betting_cs`` PrPl-EB whole path, n = 10^6: <= 50 ms.  Baseline: a NumPy
-  transcription of SPEC 5 (cumulative sums);
+  transcription of theory §5 (cumulative sums);
 * ``empirical_bernstein``, n = 10^6: <= 10 ms.  Baseline: the NumPy one-liner
   (``mean``, ``var(ddof=1)``) without input checks.
 

@@ -27,7 +27,7 @@ Methods (reimplemented from the papers; no code copied)
   wealth depends only on ``(k, t)``, so integer decision thresholds can be tabulated and read after every
   sample.  Our instance: constant bets ``lambda = (q - c) / (c (1 - c))`` mixed uniformly over the alternatives
   ``q in {2^-j, 1 - 2^-j : j = 1..24}`` (a discrete mixture of likelihood ratios, a martingale under ``p = c``),
-  at level alpha for both ends (SPEC 7b: the coded form of the original is a level-2alpha test, i.e. it is run
+  at level alpha for both ends (theory §7b: the coded form of the original is a level-2alpha test, i.e. it is run
   here at the equivalent of its alpha/2).
 * ``Horvath staged``: Horvath et al. (ICLR 2022), adaptive sampling: cumulative stages 100 / 1,000 / 10,000 /
   120,000; at each stage Clopper-Pearson at alpha/4 *per side* (their accounting: the lower side, which carries

@@ -1,4 +1,4 @@
-"""Speed of the signomial/GP route (SPEC 4.5) against the certified curve search (SPEC 4.3).
+"""Speed of the signomial/GP route (theory §4.5) against the certified curve search (theory §4.3).
 
 Run: ``.venv/bin/python benchmarks/signomial_speed.py`` (``--quick`` for a smoke run, ``--ns 20 50 100 200``
 to choose n).  Writes ``benchmarks/results/signomial_speed.json``.
@@ -12,7 +12,7 @@ sensitive to other jobs on a shared machine), after one warm-up call.
 Reported per n: median time of each, their ratio (signomial / certified), and the relative gap
 ``(certified.upper - signomial.value) / certified.upper`` (>= 0 expected; small means the GP found the
 maximiser; the certified search stops at relative width 1e-4) and ``(signomial.value - certified.lower) /
-certified.lower`` (> 0: the GP candidate beats the certified search's own best point).  Both formulations of ``signomial_sup`` are measured ("homogeneous", the default, and "simplex", SPEC 4.5's
+certified.lower`` (> 0: the GP candidate beats the certified search's own best point).  Both formulations of ``signomial_sup`` are measured ("homogeneous", the default, and "simplex", theory §4.5's
 literal form).  Target: median signomial time <= 2 s at n = 100.
 """
 from __future__ import annotations

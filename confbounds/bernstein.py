@@ -16,13 +16,13 @@ Sources
   ``E X >= mean - sqrt(2 V ln(2/delta) / n) - 7 ln(2/delta) / (3 (n - 1))``
 
   with ``V`` the unbiased sample variance.  The one-sided statement already
-  carries ``ln(2/delta)`` (SPEC 5 and erratum 8.6: the seed report's
+  carries ``ln(2/delta)`` (theory §5 and erratum 8.6: the seed report's
   ``ln(1/delta)`` is wrong).
 * Hoeffding: Hoeffding, W. (1963), "Probability inequalities for sums of
   bounded random variables", JASA 58, Theorem 2: ``E X >= mean -
   sqrt(ln(1/delta) / (2 n))`` for ``X_i`` in [0, 1].
 
-Rounding (SPEC 2.4)
+Rounding (theory §2.4)
 -------------------
 Means and variances are computed by recursive summation in [0, 1] units
 (two-pass variance); the forward error of such a sum is at most

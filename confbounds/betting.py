@@ -1,7 +1,7 @@
 """Betting confidence bounds and confidence sequences for bounded means.
 
 Implements two constructions of Waudby-Smith & Ramdas (JRSS-B 2024) on data
-rescaled from ``bounds=(a, b)`` to [0, 1] (SPEC section 5):
+rescaled from ``bounds=(a, b)`` to [0, 1] (theory §5):
 
 * **PrPl-EB** (predictable plug-in empirical Bernstein, their Theorem 2),
   closed form.  With ``mu_t = (1/2 + sum_{i<=t} X_i) / (t + 1)``,
@@ -33,7 +33,7 @@ bound each at ``alpha/2`` (bets with ``log(2/alpha)``), which is what we
 return.  The truncation constant is :data:`TRUNCATION` ``c = 1/2`` (the
 paper suggests 1/2 or 3/4).
 
-Numerics and rounding (SPEC 2.4)
+Numerics and rounding (theory §2.4)
 --------------------------------
 * The bets ``lambda`` are whatever the floating-point computation gives:
   any predictable bet keeps the martingale property, so their rounding
@@ -455,7 +455,7 @@ def _hedged_cs_cols(y, log_thr, c, G, out):
 
 @njit(cache=True)
 def _prpl_bets(y, log_thr, c, scale, mu_prev, lam):
-    """Plug-in means ``mu_{t-1}`` and truncated bets of SPEC 5, per column.
+    """Plug-in means ``mu_{t-1}`` and truncated bets of theory §5, per column.
 
     ``lam_t = min(sqrt(2 log_thr / (s2_{t-1} scale_t)), c)`` with
     ``scale_t = t log(1 + t)`` (CS) or ``n`` (fixed n); ``mu_0 = 1/2``,

@@ -1,25 +1,25 @@
-"""Lower confidence bounds on the margin of a trinomial (SPEC section 4).
+"""Lower confidence bounds on the margin of a trinomial (theory §4).
 
 ``X = (X1, X2, X3) ~ Mult(n; q1, q2, q3)`` counts the top class, a competing
 class (or bucket of classes) and the rest.  :func:`margin_lower_bound`
 returns a lower bound ``theta_lo`` with ``P(theta_lo <= g(q)) >= 1 - alpha``
-for every ``q`` and every ``n`` (SPEC 2.1), for
+for every ``q`` and every ``n`` (theory §2.1), for
 
 * ``margin="linear"``: ``g(q) = q1 - q2`` (first radius);
 * ``margin="probit"``: ``g(q) = Phi^{-1}(q1) - Phi^{-1}(q2)`` (second radius;
   ``-inf`` when ``q1 = 0``, ``+inf`` when ``q2 = 0 < q1``);
 * ``margin="taylor"``: a lower bound of the *probit* margin by the report's
-  Taylor route (SPEC 4.6), see below.
+  Taylor route (theory §4.6), see below.
 
 Methods
 -------
 ``method="exact"`` inverts the exact test of theory §4.2: ``H0(L): g(q) <= L`` is
 rejected when the certified supremum (:mod:`confbounds.nuisance`) of
 ``P_q(T >= t_obs)`` over ``H0(L)`` is ``<= alpha``; the tail includes the
-observed value (the report's ``P(theta_hat <= theta_obs)``, SPEC 8.1, is not
+observed value (the report's ``P(theta_hat <= theta_obs)``, theory §8.1, is not
 offered).  The supremum is nondecreasing in ``L``; the search brackets the
 answer from a normal-approximation guess, stepping down as far as the bottom
-of the range (``-1``, ``-40`` for the probit margin: SPEC 8.2), then bisects
+of the range (``-1``, ``-40`` for the probit margin: theory §8.2), then bisects
 until the bracket is narrower than ``tol`` (default ``1e-3`` standard errors).  A
 tested ``L`` whose supremum cannot be placed on one side of ``alpha`` once it
 is bracketed within a relative ``UNDECIDED_RTOL = 1e-2``, or within the node
@@ -62,7 +62,7 @@ theorem (its p-value adds ``gamma``) and is refused with these statistics.
 bound is ``p1_lo - p2_hi`` or ``Phi^{-1}(p1_lo) - Phi^{-1}(p2_hi)`` (union
 bound: total failure ``<= alpha``).  ``statistic`` is unused there.
 
-Taylor route (SPEC 4.6, report Algorithm 6 with the accounting fixed)
+Taylor route (theory §4.6, report Algorithm 6 with the accounting fixed)
 ---------------------------------------------------------------------
 With ``alpha1 = alpha_split * alpha`` and ``alpha2 = alpha - alpha1``
 (``alpha1 + alpha2 = alpha``; default ``alpha_split = 0.5``): if the
@@ -71,14 +71,14 @@ one-sided Clopper–Pearson lower bound of ``q1`` at level ``alpha1`` exceeds
 ``Phi^{-1}_M(q1) - Phi^{-1}_M(q2)`` (exact test, or Bonferroni halves at
 ``alpha1/2``); otherwise the Bonferroni bound of the probit margin at level
 ``alpha2``.  Validity: if ``q1 >= 1/2`` the Taylor margin is ``<=`` the probit
-margin (SPEC 6), so a miss needs the Taylor bound or the fallback to miss:
+margin (theory §6), so a miss needs the Taylor bound or the fallback to miss:
 probability ``<= alpha1 + alpha2``; if ``q1 < 1/2`` a miss needs the test to
 pass wrongly (``<= alpha1``) or the fallback to miss (``<= alpha2``).  The test
 and the Taylor bound share ``alpha1`` because they are never both charged.
-(SPEC 4.6's "fallback at alpha2, Taylor at alpha2, test at alpha1" is valid
+(The seed report's "fallback at alpha2, Taylor at alpha2, test at alpha1", theory §8.9, is valid
 only with ``alpha2 <= alpha/2``: for ``q1 >= 1/2`` both branches can miss.)
 
-Berger–Boos (SPEC 4.3)
+Berger–Boos (theory §4.3)
 ----------------------
 ``berger_boos=gamma`` (a float in ``(0, alpha)``, or ``True`` for
 ``gamma = alpha/10``) restricts ``pi = q1 + q2`` to ``pi <= pi_hi``, the
@@ -480,7 +480,7 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         Counts of the top class and of the competitor; ``x3 = n - x1 - x2``.
     n : int
         Number of trials (estimation samples only: the classes must have been
-        chosen on independent selection samples, SPEC 1).
+        chosen on independent selection samples, theory §1).
     alpha : float in (0, 1)
         Total failure probability: ``P(bound <= g(q)) >= 1 - alpha`` for all q.
     margin : {"linear", "probit", "taylor"}

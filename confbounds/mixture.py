@@ -27,7 +27,7 @@ Alpha accounting.  The *same* set at level ``alpha`` gives both endpoints: ``sid
 unlike two separate one-sided bounds); ``side="lower"`` / ``"upper"`` return one endpoint of the same set at
 level ``alpha`` (valid one-sided at ``alpha``, slightly conservative compared with a one-sided mixture).
 
-Numerics and rounding (SPEC 2.4).  A point ``p`` counts as *rejected* (outside ``C_t``) only when
+Numerics and rounding (theory §2.4).  A point ``p`` counts as *rejected* (outside ``C_t``) only when
 ``log M_t(p) - log(1/alpha) >= tol`` with the safety margin ``tol = 1e-10 * (|c_t| + k |log p| + (t - k)
 |log(1 - p)| + log(1/alpha) + 2 log Gamma(a + b + t) + 2 |log B(a, b)|) + 1e-12``, which dominates the error of
 ``scipy.special.betaln`` and of the sums (relative error a few ``1e-16`` each).  Each endpoint is found per entry

@@ -1,10 +1,10 @@
-"""Certified supremum of a trinomial tail over a margin hypothesis (SPEC 4.3).
+"""Certified supremum of a trinomial tail over a margin hypothesis (theory §4.3).
 
 For a margin ``g`` and level ``L`` we need
 
     S(L) = sup { P_q(T >= t_obs) : q in the simplex, g(q) <= L }.
 
-Curve reduction (SPEC 4.3)
+Curve reduction (theory §4.3)
 --------------------------
 Moving probability from category 3 to 1, from 2 to 3 or from 2 to 1 cannot
 decrease ``P(T >= t)`` (couple the trials and relabel), and each such move
@@ -20,7 +20,7 @@ and ``q2`` increase:
 * Taylor ``g = h(q1) - h(q2)``, ``h = Phi^{-1}_M``: ``u = w = h(q2) in
   [-H + max(0, -L), -L/2]``, ``H = h(1)``, ``q2 = h^{-1}(w)``, ``q1 = h^{-1}(w + L)``.
 
-Box bound and branch-and-bound (SPEC 4.3)
+Box bound and branch-and-bound (theory §4.3)
 -----------------------------------------
 On a parameter interval ``[a, b]`` every curve point is dominated by the
 corner ``(q1(b), q2(a))`` (largest ``q1``, smallest ``q2``; it is in the
@@ -54,7 +54,7 @@ The probit parameter starts at ``z = -45``; every interval whose left end is
 there is treated as ``[-inf, b]`` (corner ``q2 = 0``), so the closure point
 ``q = (0, 0, 1)`` is covered.
 
-Berger–Boos restriction (Berger & Boos 1994; SPEC 4.3 last bullet)
+Berger–Boos restriction (Berger & Boos 1994; theory §4.3 last bullet)
 ------------------------------------------------------------------
 With ``pi_hi`` the one-sided ``1 - gamma`` Clopper–Pearson upper bound of
 ``pi = q1 + q2`` from ``X1 + X2``, the supremum is taken over
@@ -112,7 +112,7 @@ def probit_margin(q) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SupResult:
-    """Certified supremum of ``P_q(T >= t_obs)`` over ``{g(q) <= L}`` (SPEC 4.3).
+    """Certified supremum of ``P_q(T >= t_obs)`` over ``{g(q) <= L}`` (theory §4.3).
 
     Attributes
     ----------
@@ -616,7 +616,7 @@ def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut
 @njit(cache=True)
 def invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, eps_und=1e-3):
-    """Largest L (to ``tol``) at which ``S(L) <= thr`` is certified (SPEC 4.2).
+    """Largest L (to ``tol``) at which ``S(L) <= thr`` is certified (theory §4.2).
 
     Returns (L, status, ub, lb, q1, q2, total_nodes, bottom_flag).  ``bottom_flag``
     is 1 when even ``Lbot`` is not certified (the caller reports the trivial bound).
@@ -759,7 +759,7 @@ def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
 @njit(cache=True)
 def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, cert_gap, cert_nodes):
-    """Locate-then-certify inversion (SPEC 4.2), same contract as :func:`invert_core`.
+    """Locate-then-certify inversion (theory §4.2), same contract as :func:`invert_core`.
 
     1. Find the root L* of ``log(V(L)/thr)``, ``V`` the best point value on the curve
        (:func:`_approx_sup`; a lower bound of S), by a bracketing secant (Illinois) search.
@@ -875,7 +875,7 @@ _TAYLOR_CACHE: dict = {}
 
 
 def taylor_tables(M: Optional[int]):
-    """(a_k = c_k/(2k+1), c_k, H = Phi^{-1}_M(1)) for the Taylor curve (SPEC 6)."""
+    """(a_k = c_k/(2k+1), c_k, H = Phi^{-1}_M(1)) for the Taylor curve (theory §6)."""
     M = DEFAULT_TAYLOR_ORDER if M is None else check_taylor_order(M)
     if M not in _TAYLOR_CACHE:
         c = np.asarray(taylor_coefficients(M), dtype=float)

@@ -2,16 +2,16 @@ r"""The report's signomial program for the nuisance sup, solved by successive GP
 
 This module answers the question "which ``q`` makes the tail of the test
 statistic largest under the null ``g(q) <= L``?" the way the report frames it
-(SPEC 4.5): as a signomial program solved by a sequence of geometric programs
+(theory §4.5): as a signomial program solved by a sequence of geometric programs
 (GPs).  It **proposes** maximisers and **cross-checks** the certified curve
-search of :mod:`confbounds.nuisance`; it never certifies anything (SPEC 2.3 and
+search of :mod:`confbounds.nuisance`; it never certifies anything (theory §2.3 and
 8.4): condensation finds local optima only, so the value it returns is a
 *lower* bound of the true supremum (it can refute ``sup <= alpha``, never
 establish it).
 
 The program
 -----------
-With ``X ~ Mult(n; q1, q2, q3)`` and a statistic ``T`` (SPEC 4.1),
+With ``X ~ Mult(n; q1, q2, q3)`` and a statistic ``T`` (theory §4.1),
 
 .. math::
 
@@ -19,8 +19,8 @@ With ``X ~ Mult(n; q1, q2, q3)`` and a statistic ``T`` (SPEC 4.1),
     \frac{n!}{x_1!\,x_2!\,x_3!}\, q_1^{x_1} q_2^{x_2} q_3^{x_3}
     \quad\text{s.t.}\quad q_1 + q_2 + q_3 = 1,\; g(q) \le L .
 
-The objective is a posynomial (SPEC 4.3; multinomial coefficient as in SPEC
-8.3).  Maximising a posynomial, the equality constraint read as
+The objective is a posynomial (theory §4.3; multinomial coefficient as in theory
+§8.3).  Maximising a posynomial, the equality constraint read as
 ``q1 + q2 + q3 >= 1`` and, for ``L >= 0``, the margin ``q1 <= L + q2`` all put
 a posynomial on the "large" side of an inequality, which a GP does not allow.
 Each is replaced at the current point ``q^(k)`` by its *condensation*, the
@@ -42,7 +42,7 @@ DPP-compiled once per call and only its parameters change between steps.
 
 Two formulations (argument ``formulation``):
 
-``"simplex"`` — the program exactly as SPEC 4.5 states it:
+``"simplex"`` — the program exactly as theory §4.5 states it:
 
 * maximise ``prod_j r_j^{a_j}``;
 * ``sum_j q_j^(k) r_j <= 1`` (posynomial, kept exactly) and
@@ -70,7 +70,7 @@ posynomial on the large side, so each condensed GP is an inner
 approximation: its solution is feasible and the exact tail does not decrease
 (a minorise-maximise scheme, which behaves like EM: linear convergence).  Two
 additions make it usable: (i) *multi-start*: the tail is evaluated on a coarse
-scan of 41 points of the curve ``g(q) = L`` (SPEC 4.3; one vectorised
+scan of 41 points of the curve ``g(q) = L`` (theory §4.3; one vectorised
 enumeration) and the iteration is started from the two best local maxima of
 the scan (the tail along the curve is often bimodal, with one mode at an end
 of the curve); (ii) *acceleration*: after each GP step a step-doubling line
@@ -129,7 +129,7 @@ References
 S. Boyd, S.-J. Kim, L. Vandenberghe, A. Hassibi, "A tutorial on geometric
 programming", Optimization and Engineering 8 (2007) 67-127 (monomial
 approximation; signomial programming by condensation).
-SPEC sections 4.3, 4.5 and 8.4.
+theory §4.3, 4.5 and 8.4.
 """
 from __future__ import annotations
 
@@ -223,7 +223,7 @@ class _TailPosynomial:
         x1, x2, x3 = _outcomes(n)
         keep = _statistic(x1, x2, n, statistic, taylor_order) >= t_obs
         self.x = np.stack([x1[keep], x2[keep], x3[keep]]).astype(float)  # (3, K)
-        # log multinomial coefficient n!/(x1! x2! x3!) (SPEC 8.3)
+        # log multinomial coefficient n!/(x1! x2! x3!) (theory §8.3)
         self.logc = special.gammaln(n + 1.0) - special.gammaln(self.x + 1.0).sum(axis=0)
         self.n = n
         self.size = self.x.shape[1]
@@ -321,7 +321,7 @@ def _margin_value(q, margin: str) -> float:
 
 
 def _start_point(L: float, margin: str) -> np.ndarray:
-    """A feasible interior point on the curve ``g(q) = L`` (SPEC 4.3)."""
+    """A feasible interior point on the curve ``g(q) = L`` (theory §4.3)."""
     if margin == "linear":
         pi = 0.5 * (abs(L) + 1.0)
         q = np.array([(pi + L) / 2.0, (pi - L) / 2.0, 1.0 - pi])
@@ -333,7 +333,7 @@ def _start_point(L: float, margin: str) -> np.ndarray:
 
 
 def _curve_points(L: float, margin: str) -> np.ndarray:
-    """Interior points along the curve ``g(q) = L`` (SPEC 4.3), shape (r, 3).
+    """Interior points along the curve ``g(q) = L`` (theory §4.3), shape (r, 3).
 
     Linear margin: ``pi`` on a grid of ``[|L|, 1]``; probit margin: ``q2`` on a
     linear plus geometric grid of ``(0, Phi(-L/2)]`` (the tail often peaks near
@@ -590,10 +590,10 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
                   taylor_order: Optional[int] = None, formulation: str = "homogeneous") -> SignomialResult:
     """Local maximiser of ``P_q(T >= t_obs)`` over ``{q in simplex : g(q) <= L}`` by GP condensation.
 
-    Successive condensation of the report's signomial program (SPEC 4.5; Boyd
+    Successive condensation of the report's signomial program (theory §4.5; Boyd
     et al. 2007); see the module docstring for the exact GP
     solved at each step.  The result is a *candidate* maximiser: its exact
-    tail is a lower bound of the supremum, never a certificate (SPEC 8.4).
+    tail is a lower bound of the supremum, never a certificate (theory §8.4).
     For the certified supremum use :func:`confbounds.nuisance.certified_sup`.
 
     Parameters
@@ -606,7 +606,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
         Null boundary of the margin.  Linear margin: ``-1 < L < 1``; probit
         margin: ``-40 <= L <= 40``.
     margin : {"linear", "probit"}
-        ``g(q) = q1 - q2`` or ``Phi^{-1}(q1) - Phi^{-1}(q2)`` (SPEC 4.1).  The
+        ``g(q) = q1 - q2`` or ``Phi^{-1}(q1) - Phi^{-1}(q2)`` (theory §4.1).  The
         probit constraint is approximated locally (module docstring).
     statistic : {"difference", "plugin"}
         ``T = X1 - X2`` or ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` with
@@ -624,7 +624,7 @@ def signomial_sup(t_obs, n, L, margin: str = "linear", statistic: str = "differe
     taylor_order : int, optional
         Order ``M`` of the plug-in statistic (default 100).
     formulation : {"homogeneous", "simplex"}
-        ``"simplex"``: the program exactly as SPEC 4.5 states it (``sum q <= 1``
+        ``"simplex"``: the program exactly as theory §4.5 states it (``sum q <= 1``
         kept, ``sum q >= 1`` condensed).  ``"homogeneous"`` (default): the
         equivalent scale-free program ``max P(q) / (sum q)^n`` (module
         docstring), which avoids the thin feasible lens between ``sum q <= 1``

@@ -3,7 +3,7 @@
 Source: the Maclaurin series of the inverse error function,
 ``erfinv(x) = sum_k c_k/(2k+1) (sqrt(pi) x / 2)^(2k+1)`` with ``c_0 = 1`` and
 ``c_k = sum_{m=0}^{k-1} c_m c_{k-1-m} / ((m+1)(2m+1))`` (Abramowitz & Stegun;
-OEIS A092676/A092677; SPEC section 6), and ``Phi^{-1}(p) = sqrt(2) erfinv(2p-1)``.
+OEIS A092676/A092677; theory §6), and ``Phi^{-1}(p) = sqrt(2) erfinv(2p-1)``.
 Every term has the sign of ``x = 2p - 1``, so the partial sum is ``<= Phi^{-1}(p)``
 for ``p >= 1/2`` and ``>=`` for ``p <= 1/2``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["taylor_coefficients", "phi_inv_taylor", "SAFETY_RTOL"]
 
 #: Relative shrink toward 0 applied to every value of :func:`phi_inv_taylor`
-#: (SPEC 2.4): the truncated series is mathematically no larger in magnitude than
+#: (theory §2.4): the truncated series is mathematically no larger in magnitude than
 #: ``Phi^{-1}``; once it has converged, floating-point rounding could put it an
 #: ulp above ``scipy.special.ndtri``.  Shrinking by 16 ulps keeps the one-sided
 #: inequality in floating point without changing any result that matters.
@@ -25,7 +25,7 @@ SAFETY_RTOL = 16 * np.finfo(float).eps
 
 
 def taylor_coefficients(M: int, exact: bool = False) -> Union[np.ndarray, List[Fraction]]:
-    """Coefficients ``c_0..c_M`` of the erfinv series (SPEC section 6).
+    """Coefficients ``c_0..c_M`` of the erfinv series (theory §6).
 
     Parameters
     ----------

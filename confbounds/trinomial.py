@@ -1,11 +1,11 @@
 """Distribution and upper tail of a statistic of a trinomial count vector.
 
-``X = (X1, X2, X3) ~ Mult(n; q1, q2, q3)`` (SPEC section 4).  Two test
-statistics are offered (SPEC 4.1):
+``X = (X1, X2, X3) ~ Mult(n; q1, q2, q3)`` (theory §4).  Two test
+statistics are offered (theory §4.1):
 
 * ``"difference"``: ``T(X) = X1 - X2`` (integer valued);
 * ``"plugin"``: ``T(X) = Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)``, the report's
-  plug-in of the Taylor probit margin (``M = taylor_order``, SPEC 6);
+  plug-in of the Taylor probit margin (``M = taylor_order``, theory §6);
 * ``"studentized"``: ``T(X) = (X1 - X2) / sqrt(X1 + X2 + 1)``.  With
   ``d = x1 - x2``, ``s = x1 + x2``, ``|d| <= s``: a 3 -> 1 move gives
   ``(d+1)/sqrt(s+2) >= d/sqrt(s+1)`` (for ``d >= 0`` this is
@@ -19,7 +19,7 @@ or from 2 to 1.  Hence, for a fixed ``s = x1 + x2``, the tail set
 ``k(s) <= k(s+1) <= k(s) + 1``.  With ``S = X1 + X2 ~ Bin(n, pi)``,
 ``pi = q1 + q2``, and ``X1 | S = s ~ Bin(s, rho)``, ``rho = q1 / pi``,
 
-    P(T >= t) = sum_s Bin(s; n, pi) * P(Bin(s, rho) >= k(s))      (SPEC 4.4)
+    P(T >= t) = sum_s Bin(s; n, pi) * P(Bin(s, rho) >= k(s))      (theory §4.4)
 
 which for ``T = X1 - X2`` is ``k(s) = ceil((s + t)/2)``.  Any statistic that is
 nondecreasing in ``x1`` and nonincreasing in ``x2`` (the dominating statistics of theory §4.7)
@@ -865,7 +865,7 @@ def tail_prob_bounds(q, n: int, t, statistic: str = "difference", taylor_order: 
     statistic : {"difference", "plugin", "studentized"}
     taylor_order : int, optional, order ``M`` of the plug-in statistic.
     method : {"recurrence", "enumerate"}
-        ``"recurrence"`` is the ``O(n)`` conditional-binomial form (SPEC 4.4),
+        ``"recurrence"`` is the ``O(n)`` conditional-binomial form (theory §4.4),
         ``"enumerate"`` sums outcome by outcome (``O(n^2)``); both prune with a
         Chernoff bound on the neglected mass and add it to the upper bound.
 
@@ -885,13 +885,13 @@ def tail_prob_bounds(q, n: int, t, statistic: str = "difference", taylor_order: 
 
 
 def tail_prob(q, n: int, t, statistic: str = "difference", taylor_order: Optional[int] = None) -> float:
-    """Upper bound (safe-rounded, SPEC 2.4) of ``P_q(T >= t)``, the observed value included.
+    """Upper bound (safe-rounded, theory §2.4) of ``P_q(T >= t)``, the observed value included.
 
     ``T`` is ``X1 - X2`` (``statistic="difference"``),
     ``Phi^{-1}_M(X1/n) - Phi^{-1}_M(X2/n)`` (``"plugin"``) or
     ``(X1 - X2)/sqrt(X1 + X2 + 1)`` (``"studentized"``), with
     ``X ~ Mult(n; q)``.  Computed in ``O(n)`` by the conditional-binomial
-    recurrence of SPEC 4.4; see the module docstring for the safety margins.
+    recurrence of theory §4.4; see the module docstring for the safety margins.
 
     Examples
     --------

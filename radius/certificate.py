@@ -2,7 +2,7 @@
 
 The top class (and the runner-up / CPM buckets) are chosen on the
 ``selection`` sample only; the bounds use the independent ``estimation``
-sample (SPEC 1).  A reduction (:mod:`radius.reductions`) turns the m-class
+sample (theory §1).  A reduction (:mod:`radius.reductions`) turns the m-class
 problem into a bound on a margin at total level ``alpha``; a radius
 (:mod:`radius.radii`) turns that bound into a certified L2 radius.  With
 probability ``>= 1 - alpha`` over the estimation sample (for any selection
@@ -41,7 +41,7 @@ The ``*_lip`` radii need a Lipschitz base score, which a hardmax (count)
 classifier is not, hence "score matrices only".  ``lipschitz`` is refused by
 radii that do not use it, and ``output_range`` by all but R1 / R1_lip, so a
 given constant is never silently ignored.  Choosing the largest of several
-radii on the same samples is not offered (SPEC 7): it would need alpha split
+radii on the same samples is not offered (theory §7): it would need alpha split
 across the candidates.
 """
 from __future__ import annotations

@@ -5,9 +5,9 @@ smoothed probability, an upper bound ``p_b_upper`` on every other class's, or a
 lower bound on a margin) to a radius, and returns ``0.0`` when the bound on the
 margin is ``<= 0`` (the caller then abstains).  All radii are nondecreasing in
 ``p_a_lower`` and nonincreasing in ``p_b_upper``, so valid bounds give valid
-radii (SPEC section 7).
+radii (theory §7).
 
-Rounding never helps the user (SPEC 2.4): every positive radius is shrunk by
+Rounding never helps the user (theory §2.4): every positive radius is shrunk by
 :data:`RADIUS_RTOL` relative plus ``RADIUS_RTOL * sigma`` absolute, three orders
 of magnitude above the few-ulp error of ``scipy.special.ndtri`` / ``erf`` and of
 the root finding used by the local-Lipschitz radii.
@@ -96,7 +96,7 @@ def _out(arr, scalar: bool):
 
 
 def _safe_radius(raw, sigma: float):
-    """Shrink a raw radius toward 0 (SPEC 2.4); nonpositive or NaN values give 0."""
+    """Shrink a raw radius toward 0 (theory §2.4); nonpositive or NaN values give 0."""
     raw = np.asarray(raw, dtype=float)
     with np.errstate(invalid="ignore"):
         shrunk = raw - RADIUS_RTOL * (np.abs(raw) + sigma)
@@ -215,7 +215,7 @@ def probit_from_linear_margin(linear_margin_lower):
     """Lower bound ``2 Phi^-1((1 + D)/2)`` on a probit margin from a linear one.
 
     If ``a, b`` lie in ``[0, 1]`` with ``a - b >= D >= 0`` then
-    ``Phi^-1(a) - Phi^-1(b) >= 2 Phi^-1((1 + D)/2)`` (SPEC section 5).
+    ``Phi^-1(a) - Phi^-1(b) >= 2 Phi^-1((1 + D)/2)`` (theory §5).
 
     Proof: increasing ``a`` only increases the difference, so take
     ``a = b + D`` and minimise ``f(b) = Phi^-1(b + D) - Phi^-1(b)`` over

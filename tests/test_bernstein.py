@@ -1,7 +1,7 @@
 """Tests of confbounds.bernstein: empirical Bernstein and Hoeffding bounds.
 
 Expected values are recomputed here from the published formulas:
-Maurer & Pontil (2009) Thm 4 (with ln(2/delta), SPEC 5 / erratum 8.6) and
+Maurer & Pontil (2009) Thm 4 (with ln(2/delta), theory §5 / erratum 8.6) and
 Hoeffding (1963) Thm 2.
 """
 import math

@@ -1,6 +1,6 @@
 """Tests of confbounds.betting against transcriptions of Waudby-Smith & Ramdas (2024).
 
-The reference functions below are written directly from SPEC section 5 (PrPl-EB,
+The reference functions below are written directly from theory §5 (PrPl-EB,
 their Thm 2; hedged capital, their Thm 3) in plain Python/NumPy, independent of
 the Numba kernels.
 """
@@ -21,7 +21,7 @@ unit_floats = st.floats(0.0, 1.0, allow_nan=False, allow_infinity=False)
 
 # ---------------------------------------------------------------- references
 def plug_in(x):
-    """mu_{t-1}, sigma2_{t-1} for t = 1..n (SPEC 5: mu_0 = 1/2, sigma2_0 = 1/4)."""
+    """mu_{t-1}, sigma2_{t-1} for t = 1..n (theory §5: mu_0 = 1/2, sigma2_0 = 1/4)."""
     mu_prev, var_prev = [0.5], [0.25]
     sx = ssq = 0.0
     for t, xi in enumerate(x, start=1):

@@ -47,7 +47,7 @@ def test_matches_scipy_binomtest(side):
 
 
 def test_matches_scipy_beta_ppf():
-    # Golden values: the defining formula (SPEC 3) through scipy.stats.beta.ppf, to rtol 1e-10, no atol.
+    # Golden values: the defining formula (theory §3) through scipy.stats.beta.ppf, to rtol 1e-10, no atol.
     k, n, alpha = _triples(seed=4)
     low = clopper_pearson(k, n, alpha)
     up = clopper_pearson(k, n, alpha, side="upper")

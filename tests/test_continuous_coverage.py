@@ -1,4 +1,4 @@
-"""Monte Carlo coverage of the score-based bounds (SPEC 2.5, issue 2 "Must show").
+"""Monte Carlo coverage of the score-based bounds (theory §2.5, issue 2 "Must show").
 
 Each case draws ``REPS = 20,000`` independent samples of size n from a law with a
 known mean, computes the bound (a confidence sequence counts as a miss if it

@@ -110,7 +110,7 @@ def test_conv2d_bounds_dominate_exact_norm(kw):
     assert auto == min(auto, fourier) and auto >= ex
     est = power_iteration_estimate(conv, shape, n_iter=150)
     assert est <= ex * (1 + 1e-9)  # a lower estimate (never used as the bound)
-    assert est >= 0.95 * ex  # ... that does converge to the norm (not a ratio <= 1, SPEC 8.11)
+    assert est >= 0.95 * ex  # ... that does converge to the norm (not a ratio <= 1, theory §8.11)
 
 
 @pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=2, stride=3, dilation=2), dict(padding=1, groups=3)])
@@ -171,7 +171,7 @@ def test_fourier_known_value_and_large_domain_tightness():
 
 
 def test_power_iteration_scales_with_the_layer_spec_8_11():
-    # SPEC 8.11: the AISTATS 2025 code returned a ratio <= 1. Ours estimates the norm: scaling the
+    # theory §8.11: the AISTATS 2025 code returned a ratio <= 1. Ours estimates the norm: scaling the
     # kernel by 10 scales the estimate by 10, above 1, and it stays below the rigorous bound.
     torch.manual_seed(7)
     conv = nn.Conv2d(2, 3, 3, padding=1)

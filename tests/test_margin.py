@@ -1,7 +1,7 @@
-"""Tests of confbounds.margin.margin_lower_bound (exact trinomial margin bounds, SPEC 4).
+"""Tests of confbounds.margin.margin_lower_bound (exact trinomial margin bounds, theory §4).
 
 Coverage sweeps over all outcomes live in test_margin_coverage.py; here:
-known values, structural properties, the SPEC 8.1 regression and bad input.
+known values, structural properties, the theory §8.1 regression and bad input.
 """
 import dataclasses
 import math
@@ -34,7 +34,7 @@ def test_exports_and_types():
 
 
 def _literal_report_bound(t, n, alpha):
-    """The report's eq. (7)/(8) taken literally (SPEC 8.1): Pi(theta|q) = P(theta_hat <= theta_obs),
+    """The report's eq. (7)/(8) taken literally (theory §8.1): Pi(theta|q) = P(theta_hat <= theta_obs),
     so H0(L) is rejected when sup_{q1 - q2 <= L} P_q(T > t_obs) <= alpha; bisection on [-1, 1]."""
     if certified_sup(t + 1, n, 1.0, tol=1e-5).upper <= alpha:
         return 1.0
@@ -61,7 +61,7 @@ def test_spec_8_1_regression_literal_version_undercovers():
 
     truth = lambda qq: qq[:, 0] - qq[:, 1]
     cov_literal = exact_trinomial_coverage(literal, n, q, truth)
-    # SPEC 8.1: "the exact coverage of the linear-margin bound is 0.64"; X1 = n alone has
+    # theory §8.1: "the exact coverage of the linear-margin bound is 0.64"; X1 = n alone has
     # probability 0.95^20 = 0.358 and the literal version then returns the maximal margin 1.
     assert cache[n] == 1.0
     assert abs(cov_literal - 0.64) < 0.01
@@ -75,7 +75,7 @@ def test_spec_8_1_regression_literal_version_undercovers():
 
 def test_exact_never_exceeds_pi_equal_one_bound():
     # At pi = 1 the tail is binomial, so every rejected L satisfies
-    # L <= 2 * CP_lower(ceil((n + t)/2); n, alpha) - 1 (Clopper–Pearson, SPEC 3); with x3 = 0 it is
+    # L <= 2 * CP_lower(ceil((n + t)/2); n, alpha) - 1 (Clopper–Pearson, theory §3); with x3 = 0 it is
     # attained up to the bisection tolerance.
     n, alpha = 30, 0.05
     for x1 in range(n + 1):
@@ -117,7 +117,7 @@ def test_inversion_is_tight():
 
 
 def test_probit_x1_equal_n_cap():
-    # SPEC 8.1: no valid bound on Phi^{-1}(q1) - Phi^{-1}(q2) exceeds 2 Phi^{-1}(alpha^(1/n)) when X1 = n
+    # theory §8.1: no valid bound on Phi^{-1}(q1) - Phi^{-1}(q2) exceeds 2 Phi^{-1}(alpha^(1/n)) when X1 = n
     for n in (20, 100, 1000):
         for alpha in (0.05, 0.001):
             cap = 2 * special.ndtri(alpha ** (1.0 / n))

@@ -1,4 +1,4 @@
-"""Exact coverage of margin_lower_bound by enumeration (SPEC 2.5), every n <= 40.
+"""Exact coverage of margin_lower_bound by enumeration (theory §2.5), every n <= 40.
 
 For each n, the bound is computed once per outcome (it does not depend on q)
 and the exact coverage ``sum_x P_q(x) 1[bound(x) <= g(q)]`` is evaluated for

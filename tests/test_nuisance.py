@@ -121,7 +121,7 @@ def test_sup_on_binomial_edge_known_value():
 
 
 def test_taylor_tables_H():
-    # SPEC 6: Phi^{-1}_M(1) is about 3.02 for M = 100
+    # theory §6: Phi^{-1}_M(1) is about 3.02 for M = 100
     H = taylor_tables(100)[2]
     assert 3.0 < H < 3.05
 

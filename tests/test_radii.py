@@ -64,7 +64,7 @@ def test_r2_zero_when_bounds_cross():
 
 @pytest.mark.parametrize("pa,pb", [(0.8, 0.1), (0.5, 0.3), (0.99, 0.001), (0.34, 0.33)])
 def test_r1_smoothing_alone_and_below_r2(pa, pb):
-    # SPEC 7: R1 = sigma sqrt(pi/2) (pA - pB); and R1 <= R2 since (Phi^-1)' >= sqrt(2 pi)
+    # theory §7: R1 = sigma sqrt(pi/2) (pA - pB); and R1 <= R2 since (Phi^-1)' >= sqrt(2 pi)
     sigma = 0.5
     assert r1(pa, pb, sigma) == pytest.approx(sigma * math.sqrt(math.pi / 2) * (pa - pb), rel=1e-9, abs=1e-9)
     assert r1(pa, pb, sigma) <= r2(pa, pb, sigma)
@@ -82,7 +82,7 @@ def test_probit_margin_radius():
 
 
 def test_probit_from_linear_margin_is_the_minimum():
-    # brute force: min over a, b in [0, 1] with a - b >= D of Phi^-1(a) - Phi^-1(b)   (SPEC 5)
+    # brute force: min over a, b in [0, 1] with a - b >= D of Phi^-1(a) - Phi^-1(b)   (theory §5)
     for D in [0.01, 0.2, 0.5, 0.9]:
         b = np.linspace(1e-9, 1 - D - 1e-9, 200001)
         brute = np.min(stats.norm.ppf(b + D) - stats.norm.ppf(b))

@@ -1,14 +1,14 @@
-"""Tests of confbounds.signomial (SPEC 4.5): GP condensation proposes, never certifies.
+"""Tests of confbounds.signomial (theory §4.5): GP condensation proposes, never certifies.
 
 Reference values used below and where they come from:
 
 * tails by direct enumeration of the (n+1)(n+2)/2 trinomial outcomes with the
-  multinomial coefficient n!/(x1!x2!x3!) (``confbounds.coverage`` tables, SPEC 8.3),
-  and independently by the O(n) binomial-mixture formula of SPEC 4.4 (SciPy);
+  multinomial coefficient n!/(x1!x2!x3!) (``confbounds.coverage`` tables, theory §8.3),
+  and independently by the O(n) binomial-mixture formula of theory §4.4 (SciPy);
 * the *dense curve search*: the tail on a dense grid of the curve g(q) = L
-  (SPEC 4.3; a lower bound of the sup);
+  (theory §4.3; a lower bound of the sup);
 * the *box upper bound*: the curve cut into intervals, each dominated by its
-  upper corner (SPEC 4.3 box bound, rigorous by monotonicity), the max of the
+  upper corner (theory §4.3 box bound, rigorous by monotonicity), the max of the
   corner tails is >= the sup over the null;
 * ``confbounds.nuisance.certified_sup`` (B1's certified curve search) once it exists.
 """
@@ -60,7 +60,7 @@ def dense_curve_sup_linear(t, n, L, pts=2001, **kw):
 
 
 def box_upper_linear(t, n, L, cells=2000, **kw):
-    """SPEC 4.3 box bound: on [a, b] of pi the corner q1=(b+L)/2, q2=(a-L)/2 dominates."""
+    """theory §4.3 box bound: on [a, b] of pi the corner q1=(b+L)/2, q2=(a-L)/2 dominates."""
     edges = np.linspace(abs(L), 1.0, cells + 1)
     a, b = edges[:-1], edges[1:]
     q1, q2 = (b + L) / 2, (a - L) / 2
@@ -126,7 +126,7 @@ def test_tail_exact_hand_value():
 
 @pytest.mark.parametrize("n,t,q", [(20, 5, (0.5, 0.2, 0.3)), (37, -3, (0.1, 0.3, 0.6)), (60, 30, (0.7, 0.05, 0.25))])
 def test_tail_exact_matches_binomial_mixture(n, t, q):
-    # SPEC 4.4: P(X1 - X2 >= t) = sum_s Bin(s; n, pi) P(Bin(s, rho) >= ceil((s + t)/2)).
+    # theory §4.4: P(X1 - X2 >= t) = sum_s Bin(s; n, pi) P(Bin(s, rho) >= ceil((s + t)/2)).
     pi = q[0] + q[1]
     s = np.arange(n + 1)
     k = np.ceil((s + t) / 2)
@@ -193,7 +193,7 @@ def test_plugin_statistic_matches_curve_search():
 
 @pytest.mark.parametrize("n,t,L", LINEAR_CASES[:4])
 def test_simplex_formulation_agrees(n, t, L):
-    # SPEC 4.5 literal form (sum q <= 1 kept, sum q >= 1 condensed) against the homogeneous default.
+    # theory §4.5 literal form (sum q <= 1 kept, sum q >= 1 condensed) against the homogeneous default.
     a = signomial_sup(t, n, L, formulation="simplex")
     b = signomial_sup(t, n, L)
     assert a.value <= box_upper_linear(t, n, L) * (1 + 1e-10) + 1e-300
@@ -262,7 +262,7 @@ def test_bad_input(kwargs, needle):
 
 
 # ---------------------------------------------------------------------------
-# cross-check against the certified curve search (confbounds.nuisance, SPEC 4.3)
+# cross-check against the certified curve search (confbounds.nuisance, theory §4.3)
 # ---------------------------------------------------------------------------
 
 def _inversion_cases(seed, k, margin, n_range=(5, 80)):
@@ -329,7 +329,7 @@ def test_single_start_off_curve_reaches_certified_sup(n, t, L, margin, formulati
     assert res.value <= cert.upper * (1 + 1e-12)
     assert np.all(np.diff(res.history) >= 0)
     if formulation == "simplex":
-        # Known limitation of SPEC 4.5's literal form (module docstring): the thin lens between sum q <= 1 and
+        # Known limitation of theory §4.5's literal form (module docstring): the thin lens between sum q <= 1 and
         # its condensation makes Clarabel stop ("optimal_inaccurate") and the iteration may stall (observed on
         # (57, 13, 0.179) and (30, 5, -0.5) from this start).  Only the safe-side checks above apply.
         assert res.value > res.history[0] or not res.converged

@@ -324,7 +324,7 @@ def test_harness_detects_an_understated_alpha():
 
 
 def test_harness_detects_reused_selection_plus_plugin_runner_up():
-    # The seed report's error (SPEC 8.5): a plug-in R2 from point estimates has no confidence at all.
+    # The seed report's error (theory §8.5): a plug-in R2 from point estimates has no confidence at all.
     trials = 600
     rng = np.random.default_rng(80)
     ts = rng.uniform(0.05, 1.0, trials)

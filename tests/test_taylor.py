@@ -46,7 +46,7 @@ def test_converges_away_from_edges():
 
 
 def test_finite_at_one():
-    # SPEC 6: Phi^-1_M(1) is finite, about 3.02 for M = 100.
+    # theory §6: Phi^-1_M(1) is finite, about 3.02 for M = 100.
     v = phi_inv_taylor(1.0, 100)
     assert np.isfinite(v) and 3.0 < v < 3.03
 

@@ -134,7 +134,7 @@ def test_statistic_pmf_and_cdf():
 
 @pytest.mark.parametrize("statistic", ["difference", "plugin", "studentized"])
 def test_threshold_table_monotone(statistic):
-    # SPEC 4.1 monotonicity implies k(s) <= k(s+1) <= k(s) + 1
+    # theory §4.1 monotonicity implies k(s) <= k(s+1) <= k(s) + 1
     n = 60
     h = tr.plugin_table(n)
     for x1, x2 in [(0, 0), (10, 5), (30, 30), (60, 0), (0, 60), (3, 40)]:
@@ -168,7 +168,7 @@ def test_bad_input():
 
 
 def test_studentized_statistic_is_monotone_under_spec_moves():
-    # SPEC 4.1: T must not decrease under 3 -> 1, 2 -> 3 and 2 -> 1 moves; checked on every outcome
+    # theory §4.1: T must not decrease under 3 -> 1, 2 -> 3 and 2 -> 1 moves; checked on every outcome
     n = 80
     T = lambda a, b: tr.observed_statistic(a, b, n, "studentized")
     for a in range(n + 1):
