@@ -37,6 +37,10 @@ _LAZY = {
     "certified_sup": "nuisance",
     "signomial_sup": "signomial",
     "tail_prob": "trinomial",
+    # the argument checks every bound uses (docs/conventions.md), public so that other packages share them
+    "check_alpha": "_validate",
+    "check_choice": "_validate",
+    "check_integer_array": "_validate",
 }
 _SUBMODULES = ("coverage",)
 #: every submodule is also reachable as an attribute (``confbounds.margin``), imported on first use

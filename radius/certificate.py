@@ -51,10 +51,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from confbounds._validate import check_alpha, check_choice
+from confbounds import check_alpha, check_choice
 
 from . import radii
-from .radii import _check_sigma
+from .radii import check_sigma
 from .reductions import BOUND_NAMES, REDUCTIONS, SIMPLEX_TOL, as_samples, reduce
 
 __all__ = ["Certificate", "certify", "RADII", "REDUCTIONS", "SUPPORTED", "ABSTAIN"]
@@ -240,7 +240,7 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
     >>> certify(np.array([50, 50]), np.array([500, 500]), sigma=0.5, reduction="bonferroni").prediction
     -1
     """
-    s = _check_sigma(sigma)
+    s = check_sigma(sigma)
     a = check_alpha(alpha)
     check_choice(radius, "radius", RADII)
     check_choice(reduction, "reduction", REDUCTIONS)
@@ -254,7 +254,7 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
     if radius in _LIP:
         if lipschitz is None:
             raise ValueError(f"radius={radius!r} needs lipschitz (a Lipschitz constant of the base scores), got None")
-        L = radii._check_positive(lipschitz, "lipschitz", allow_inf=True)
+        L = radii.check_positive(lipschitz, "lipschitz", allow_inf=True)
     elif lipschitz is not None:
         raise ValueError(f"lipschitz={lipschitz!r} is only used by radius in {_LIP}, got radius={radius!r}")
     r_range = None
@@ -262,7 +262,7 @@ def certify(selection, estimation, *, sigma, alpha=0.001, radius: str = "R2", re
         if radius not in ("R1", "R1_lip"):
             raise ValueError(f"output_range={output_range!r} is only used by radius 'R1' or 'R1_lip', "
                              f"got radius={radius!r}")
-        r_range = radii._check_positive(output_range, "output_range")
+        r_range = radii.check_positive(output_range, "output_range")
 
     check_choice(noise, "noise", NOISES)
     try:

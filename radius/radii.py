@@ -33,6 +33,8 @@ import numpy as np
 from scipy import special
 
 __all__ = [
+    "check_sigma",
+    "check_positive",
     "r_mono",
     "r2",
     "r1",
@@ -59,7 +61,7 @@ _SQRT2 = math.sqrt(2.0)
 
 
 # --------------------------------------------------------------------------- checks
-def _check_sigma(sigma) -> float:
+def check_sigma(sigma) -> float:
     """Noise level as a float; ValueError naming it unless it is a finite number > 0 (shared by radius)."""
     if isinstance(sigma, bool):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
@@ -80,7 +82,7 @@ def _check_prob(p, name: str) -> np.ndarray:
     return arr
 
 
-def _check_positive(value, name: str, allow_inf: bool = False) -> float:
+def check_positive(value, name: str, allow_inf: bool = False) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -140,7 +142,7 @@ def r_mono(p_a_lower, sigma):
     >>> r_mono(0.4, 0.5)
     0.0
     """
-    s = _check_sigma(sigma)
+    s = check_sigma(sigma)
     p = _check_prob(p_a_lower, "p_a_lower")
     with np.errstate(all="ignore"):
         raw = s * special.ndtri(p)
@@ -182,7 +184,7 @@ def r2(p_a_lower, p_b_upper, sigma):
     >>> round(r2(0.8, 0.1, 1.0), 6)
     1.061586
     """
-    s = _check_sigma(sigma)
+    s = check_sigma(sigma)
     a = _check_prob(p_a_lower, "p_a_lower")
     b = _check_prob(p_b_upper, "p_b_upper")
     with np.errstate(all="ignore"):
@@ -202,7 +204,7 @@ def radius_from_probit_margin(probit_margin_lower, sigma):
     >>> round(radius_from_probit_margin(2.0, 0.25), 9)
     0.25
     """
-    s = _check_sigma(sigma)
+    s = check_sigma(sigma)
     P = np.asarray(probit_margin_lower, dtype=float)
     if np.any(np.isnan(P)) or np.any(P == np.inf):
         raise ValueError(f"probit_margin_lower must be a number or -inf, got {probit_margin_lower!r}")
@@ -299,12 +301,12 @@ def pair_lipschitz(sigma, lipschitz=None, output_range=None) -> float:
     >>> round(pair_lipschitz(1.0, lipschitz=0.5), 6)
     0.47725
     """
-    s = _check_sigma(sigma)
-    r = 2.0 if output_range is None else _check_positive(output_range, "output_range")
+    s = check_sigma(sigma)
+    r = 2.0 if output_range is None else check_positive(output_range, "output_range")
     if lipschitz is None or (isinstance(lipschitz, (int, float)) and lipschitz == math.inf):
         val = r / (s * math.sqrt(2.0 * math.pi))
     else:
-        L = _check_positive(lipschitz, "lipschitz")
+        L = check_positive(lipschitz, "lipschitz")
         val = L * math.erf(r / (2.0 * _SQRT2 * L * s))
         val = min(val, r / (s * math.sqrt(2.0 * math.pi)))  # erf(z) <= 2z/sqrt(pi); guards rounding
     return val * (1.0 + RADIUS_RTOL)
@@ -321,7 +323,7 @@ def radius_from_linear_margin(linear_margin_lower, sigma, lipschitz=None, output
     >>> round(radius_from_linear_margin(0.5, 1.0), 6)   # sqrt(pi/2)/2
     0.626657
     """
-    s = _check_sigma(sigma)
+    s = check_sigma(sigma)
     Lp = pair_lipschitz(s, lipschitz, output_range)
     D = np.asarray(linear_margin_lower, dtype=float)
     if np.any(np.isnan(D)):
@@ -532,8 +534,8 @@ def r_mono_lip(p1, sigma, L):
     >>> r_mono_lip(0.9, 0.5, 1.0) > r_mono(0.9, 0.5)
     True
     """
-    s = _check_sigma(sigma)
-    Lv = _check_positive(L, "L", allow_inf=True)
+    s = check_sigma(sigma)
+    Lv = check_positive(L, "L", allow_inf=True)
     p = float(_check_prob(p1, "p1"))
     if p <= 0.5:
         return 0.0
@@ -573,8 +575,8 @@ def r_multi_lip(p1, p2, sigma, L):
     >>> abs(a - b) < 1e-8
     True
     """
-    s = _check_sigma(sigma)
-    Lv = _check_positive(L, "L", allow_inf=True)
+    s = check_sigma(sigma)
+    Lv = check_positive(L, "L", allow_inf=True)
     a = float(_check_prob(p1, "p1"))
     b = float(_check_prob(p2, "p2"))
     if a <= b or a <= 0.0:

@@ -83,7 +83,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from scipy import special
 
-from confbounds._validate import check_alpha, check_choice, check_integer_array
+from confbounds import check_alpha, check_choice, check_integer_array
 from confbounds.binomial import clopper_pearson
 
 __all__ = [
