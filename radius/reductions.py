@@ -666,12 +666,52 @@ def _g(pa, pb, margin):
     return np.where(pa > pb, v, -np.inf)
 
 
+#: Largest ``n`` whose forecast Clopper–Pearson endpoints are kept in per-``(n, level, side)`` tables.
+FORECAST_TABLE_MAX_N = 200_000
+#: At most this many tables are kept (least recently created dropped first).
+FORECAST_TABLES = 64
+_FORECAST_CP: "dict" = {}
+
+
+def _cp_table(n: int, level: float, side: str) -> np.ndarray:
+    """The lazily filled table ``k -> clopper_pearson(k, n, level, side)`` (NaN = not computed yet)."""
+    key = (n, level, side)
+    tab = _FORECAST_CP.get(key)
+    if tab is None:
+        if len(_FORECAST_CP) >= FORECAST_TABLES:
+            _FORECAST_CP.pop(next(iter(_FORECAST_CP)))
+        tab = _FORECAST_CP[key] = np.full(n + 1, np.nan)
+    return tab
+
+
 def _cp_unique(k: np.ndarray, n: int, a: np.ndarray, side: str) -> np.ndarray:
-    """:func:`clopper_pearson` on the distinct ``(k, a)`` pairs only (forecast draws repeat counts often)."""
-    pairs = np.stack([k.astype(float), a], axis=1)
-    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    vals = np.asarray(clopper_pearson(uniq[:, 0].astype(np.int64), n, uniq[:, 1], side), dtype=float)
-    return vals[np.ravel(inv)]
+    """:func:`clopper_pearson` of ``(k, a)`` pairs for the forecast, each distinct endpoint computed once.
+
+    Forecast draws repeat counts often, within one input and across the inputs
+    of a run, and the levels are a few fixed fractions of ``alpha``: for
+    ``n <= FORECAST_TABLE_MAX_N`` the endpoints are kept in lazily filled
+    tables per ``(n, level, side)``, so a run computes each one once.  The
+    values are those of :func:`confbounds.binomial.clopper_pearson` either way.
+    """
+    k = np.asarray(k, dtype=np.int64)
+    a = np.asarray(a, dtype=float)
+    out = np.empty(k.shape, dtype=float)
+    for lev in np.unique(a):
+        sel = a == lev
+        ks = k[sel]
+        if n > FORECAST_TABLE_MAX_N:
+            uk, inv = np.unique(ks, return_inverse=True)
+            out[sel] = np.asarray(clopper_pearson(uk, n, float(lev), side), dtype=float)[np.ravel(inv)]
+            continue
+        tab = _cp_table(int(n), float(lev), side)
+        vals = tab[ks]
+        miss = np.isnan(vals)
+        if miss.any():
+            new = np.unique(ks[miss])
+            tab[new] = np.asarray(clopper_pearson(new, n, float(lev), side), dtype=float)
+            vals = tab[ks]
+        out[sel] = vals
+    return out
 
 
 def _forecast_scores(cands, X: np.ndarray, n: int, top: int, alpha: float, margin: str) -> List[float]:
