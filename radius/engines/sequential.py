@@ -103,8 +103,12 @@ def schedule(sampler, spec: RunSpec, xs: np.ndarray, ys: np.ndarray, indices: Se
                   else int(getattr(sampler, "batch_size", None) or 1000), "model_batch_size")
     model = batch_model(sampler)
     soft = seq.soft
+    table = seq.bound == "table"
     m = spec.num_classes
     passes = calls = 0
+    if model is None and table:
+        raise ValueError("bound='table' reads every sample's label, so it needs a sampler with a batch model "
+                         "(logits or logits_fn), which this one lacks")
     if model is None:  # per-input fallback: no mixing possible
         sb = int(getattr(sampler, "batch_size", B))
         plan = look_schedule(seq.batch_size, seq.growth, seq.max_n)
@@ -182,6 +186,11 @@ def schedule(sampler, spec: RunSpec, xs: np.ndarray, ys: np.ndarray, indices: Se
             spent[job.i] += share * take
             if job.stage < 0:
                 job.acc = job.acc + np.bincount(am[sl], minlength=logits.shape[1])
+            elif table:  # per-sample reading: stop at the deciding row; the job's undrawn rows are cancelled
+                st = states[job.i]
+                st.feed(am[sl])
+                if st.stopped_by:
+                    job.remaining = 0
             else:
                 top = states[job.i].top
                 c = np.bincount(am[sl], minlength=logits.shape[1])
@@ -198,9 +207,11 @@ def schedule(sampler, spec: RunSpec, xs: np.ndarray, ys: np.ndarray, indices: Se
             t0 = time.perf_counter()
             if job.stage < 0:
                 selections[i] = np.asarray(job.acc, dtype=np.int64)
-                states[i] = sequence_state(int(np.argmax(selections[i])), sigma, alpha, seq)
+                states[i] = sequence_state(int(np.argmax(selections[i])), sigma, alpha, seq, selections[i])
                 est_counts[i] = np.zeros(logits.shape[1], dtype=np.int64)
                 done = False
+            elif table:
+                done = bool(states[i].stopped_by)
             else:
                 st = states[i]
                 done = st.update(values=np.concatenate(job.vals)) if soft else st.update(successes=job.acc,
@@ -210,9 +221,19 @@ def schedule(sampler, spec: RunSpec, xs: np.ndarray, ys: np.ndarray, indices: Se
                 st = states.pop(i)
                 kind = "scores" if soft and simplex != "hard" else "counts"
                 cert = st.certificate(selections[i], n0, int(m), kind)
-                on_result(SeqResult(int(i), int(ys[i]), cert, selections.pop(i), est_counts.pop(i),
-                                    None if soft else list(st.k_looks), spent.pop(i)))
+                if table:
+                    est_counts.pop(i)
+                    est, looks = st.counts.copy(), st.encoded_looks()
+                else:
+                    est, looks = est_counts.pop(i), (None if soft else list(st.k_looks))
+                on_result(SeqResult(int(i), int(ys[i]), cert, selections.pop(i), est, looks, spent.pop(i)))
                 started.pop(i, None)
+            elif table:  # request j of input i: seed (seed, i, SEQ_ESTIMATION, j)
+                st = states[i]
+                j = st.requests
+                st.requests += 1
+                queue.append(_Job(i, j, st.next_size_of(j),
+                                  np.random.default_rng(derive_seed(seed, i, SEQ_ESTIMATION, j))))
             else:
                 st = states[i]
                 queue.append(_Job(i, st.looks, st.next_size(),
@@ -266,7 +287,8 @@ def certify_dataset_sequential(sampler, inputs, labels=None, *, sigma, alpha: fl
                                growth: float = 2.0, seed: int = 0, bound: str = "mixture", prior=None,
                                betting_method: str = "hedged", futility_z: Optional[float] = 2.0,
                                final_share: Optional[float] = 0.5, lower_share: float = 0.9,
-                               model_batch_size: Optional[int] = None, out: Optional[str] = None,
+                               radius_kind: str = "Rmono", model_batch_size: Optional[int] = None,
+                               out: Optional[str] = None,
                                counts_log: Optional[str] = None, limit: Optional[int] = None,
                                progress: bool = False, model_id: Any = None) -> SequentialRun:
     """Sequentially certify a data set, keeping every model batch full by mixing undecided inputs.
@@ -293,7 +315,8 @@ def certify_dataset_sequential(sampler, inputs, labels=None, *, sigma, alpha: fl
     seq = SequentialSpec(radii=() if radii is None else tuple(np.atleast_1d(np.asarray(radii, float)).tolist()),
                          tolerance=tolerance, max_n=max_n, bound=bound, batch_size=batch_size, growth=growth,
                          futility_z=futility_z, final_share=final_share, lower_share=lower_share,
-                         prior=SEQUENTIAL_PRIOR if prior is None else prior, betting_method=betting_method)
+                         prior=SEQUENTIAL_PRIOR if prior is None else prior, betting_method=betting_method,
+                         radius_kind=radius_kind)
     simplex = getattr(sampler, "simplex", None) if seq.soft else None
     t = getattr(sampler, "temperature", None)
     spec = RunSpec(sigma=sigma, alpha=alpha, n0=n0, seed=seed, sequential=seq, simplex=simplex,
