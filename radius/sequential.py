@@ -572,6 +572,8 @@ def _check_sampler_sigma(sampler, sigma: float) -> None:
 
 # ------------------------------------------------------------------------------- per-sample reading (tables)
 
+#: R2 futility (a heuristic) is not applied before this many estimation samples.
+FUTILITY_MIN_T = 100
 #: R2 looks: every sample up to this size, then every ``R2_GRID_STEP`` relative step (and at ``max_n``).
 R2_GRID_DENSE = 1000
 R2_GRID_STEP = 0.002
@@ -629,7 +631,8 @@ class TableState:
     :func:`confbounds.seqmargin.bonferroni_margin_cs` gives ``L_A`` and ``U_B = max_b U_b`` and ``r`` is certified
     when ``sigma / 2 (Phi^-1(L_A) - Phi^-1(U_B)) > r`` (Salman et al. 2019; theory §7).  No refutation (the two
     one-sided CSs do not bound the margin from above); futility (heuristic, validity does not depend on it):
-    the counts projected to ``max_n`` at the optimistic rates ``p_A + z sd``, ``p_b - z sd`` do not certify.
+    from ``FUTILITY_MIN_T`` samples on, the counts projected to ``max_n`` at the optimistic rates
+    ``p_A + z sd``, ``p_b - z sd`` do not certify.
 
     Alpha (theory §6): with ``s = final_share`` (None: 0), the mixture CS runs at ``(1 - s) alpha`` at every
     ``t``; at ``t = max_n`` only, a fixed-n one-sided Clopper-Pearson bound at ``s alpha`` may also certify.  For
@@ -705,9 +708,10 @@ class TableState:
         stop = max(at) if at else 0
         if stop >= L:  # some radius still undecided after these labels
             stop = L - 1 if t_path[-1] >= self.max_n else -1
+        lim = L - 1 if stop < 0 else stop  # decisions made by the last used row are kept
         for r in und:
             i, d = events[r]
-            if i <= stop and i < L:
+            if i <= lim:
                 self.decisions[r] = d
         used = L if stop < 0 else stop + 1
         lab = labels[:used]
@@ -795,8 +799,8 @@ class TableState:
             if np.any(over):
                 fb[over] = np.floor(fb[over] * (room[over] / tot[over])[:, None]).astype(np.int64)
             fval = self._r2_value(*self._r2_bounds(fa, fb, np.full(tt.shape, self.max_n)))
-            for j, r in enumerate(und):
-                fut[j] = (fval <= r + _THR_MARGIN) & (tt < self.max_n)
+            for j, r in enumerate(und):  # not before FUTILITY_MIN_T samples (tiny t: the sd is meaningless)
+                fut[j] = (fval <= r + _THR_MARGIN) & (tt < self.max_n) & (tt >= FUTILITY_MIN_T)
         out = {}
         for j, r in enumerate(und):
             ic = _first(val > r + _THR_MARGIN)

@@ -205,3 +205,13 @@ def test_table_needs_a_batch_model():
 
     with pytest.raises(ValueError, match="batch model"):
         certify_sequential(CountsOnly(), np.zeros(2), sigma=0.5, radii=[0.5], max_n=1000, bound="table")
+
+
+def test_decision_inside_a_chunk_is_kept_while_others_continue():
+    # regression: r = 0.25 is certified inside the chunk while the larger radii are still open; the decision
+    # must be recorded then (and futility must not fire on the first few samples)
+    seq = SequentialSpec(radii=(0.25, 0.5, 0.75, 1.0), max_n=100_000, bound="table", radius_kind="R2")
+    st = TableState(3, np.array([0, 0, 0, 60, 0, 30, 0, 0, 10, 0]), sigma=0.5, alpha=0.001, seq=seq)
+    st.feed(np.array([5, 3, 3, 8, 5] + [3] * 50))
+    assert st.decisions == {0.25: "certified", 0.5: "undecided", 0.75: "undecided", 1.0: "undecided"}
+    assert not st.stopped_by and st.t == 55
