@@ -44,6 +44,14 @@ One *two-sided* confidence sequence at total level ``alpha`` is used for everyth
   looks by the union bound (alpha spending, Bonferroni over looks and sides).  It is time-uniform over the
   looks only, and is usually tighter than the mixture for interior ``p_A`` when ``J`` is about 10.
 
+* ``bound="table"`` (counts; needs a batch model, so it runs through the mixing scheduler :func:`schedule`): the
+  mixture CS read after *every* estimation sample through integer threshold tables computed once per run
+  (:class:`TableState`), with the look-ahead rule and, by default, a fixed-n Clopper-Pearson look at ``max_n``:
+  the CS at ``(1 - final_share) alpha``, the final look at ``final_share * alpha`` (union bound).  It also
+  certifies R2 (``radius_kind="R2"``) from two one-sided CSs (``p_A`` lower, buckets of non-top classes upper;
+  each level split half on ``p_A``, half over the ``K`` buckets).  The split is recorded in the run metadata
+  (``alpha_split``).  It decides radii only (no ``tolerance``).
+
 On the complement of that single event (probability ``>= 1 - alpha``), at *every* time simultaneously, every
 certified and every refuted decision for *every* radius is correct, and the reported radius is a valid
 certificate.  Because the guarantee is simultaneous over time, reading the CS after every batch, stopping at a
