@@ -101,7 +101,8 @@ CERTIFIED, REFUTED, UNDECIDED, FUTILE = "certified", "refuted", "undecided", "fu
 
 @dataclass(frozen=True, eq=False)
 class SequentialCertificate(Certificate):
-    """A :class:`radius.certificate.Certificate` (``radius_kind="Rmono"``, ``reduction="cohen"``) plus the sequence.
+    """A :class:`radius.certificate.Certificate` (``radius_kind="Rmono"``, ``reduction="cohen"``; with
+    ``bound="table"`` also ``radius_kind="R2"``, ``reduction="bonferroni"``) plus the sequence.
 
     Extra attributes
     ----------------
