@@ -11,6 +11,18 @@ Reports total forward passes (ratio), certified accuracy at each radius for both
 scheduler's batch fill rate.  Writes benchmarks/results/sequential.json.
 
     .venv/bin/python benchmarks/sequential.py --inputs 200
+
+``--table`` (issue 13): ``bound="table"`` (the mixture CS read after every sample through threshold tables,
+look-ahead, futility ``z``, a final Clopper-Pearson look at ``max_n`` with ``final_share`` of alpha) through the
+real mixing scheduler and the shipped digits ONNX model, for ``--sigmas``, Rmono and R2 (two one-sided CSs on
+selection buckets), radii 0.25 / 0.5 / 0.75 / 1.0, alpha = 0.001.  The fixed-n reference (n = 100,000, Cohen) is
+*not* rerun here (2e7 forward passes per sigma): its forward passes are ``inputs * (n + n0)`` and its certified
+accuracy is read from ``benchmarks/results/frontier.json`` (simulated streams from class probabilities estimated
+with 5e4 / 1e5 model samples; benchmarks/frontier.py), as is the same procedure run there on simulated streams
+("ours+final CP"), so the real-scheduler figures can be checked against the simulation.  Writes
+``benchmarks/results/sequential_table.json``.
+
+    nice .venv/bin/python benchmarks/sequential.py --table --sigmas 0.5 0.25
 """
 from __future__ import annotations
 
@@ -71,9 +83,14 @@ def main(argv=None):
     ap.add_argument("--lower-share", type=float, default=0.9, help="cp-looks: share of alpha on the lower side")
     ap.add_argument("--bounds", nargs="+", default=["mixture", "cp-looks"], help="sequential bounds to run")
     ap.add_argument("--skip-sequential", action="store_true")
+    ap.add_argument("--table", action="store_true", help="run bound='table' (Rmono and R2) instead; see the docstring")
+    ap.add_argument("--sigmas", type=float, nargs="+", default=[0.25, 0.5], help="(--table) noise levels")
+    ap.add_argument("--kinds", nargs="+", default=["Rmono", "R2"], help="(--table) radius kinds")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                    "sequential.json"))
     args = ap.parse_args(argv)
+    if args.table:
+        return table_main(args)
 
     xs, ys = load_digits_split("test")
     xs, ys = xs[:args.inputs], ys[:args.inputs]
@@ -139,6 +156,64 @@ def main(argv=None):
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     print(f"wrote {args.out}")
+
+
+TABLE_RADII = (0.25, 0.5, 0.75, 1.0)
+
+
+def table_main(args):
+    """``--table``: bound='table' through the real scheduler (module docstring)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(here, "results", "sequential_table.json")
+    frontier = os.path.join(here, "results", "frontier.json")
+    ref = json.load(open(frontier))["sigmas"] if os.path.exists(frontier) else {}
+    result = json.load(open(out)) if os.path.exists(out) else {"runs": {}}
+    xs, ys = load_digits_split("test")
+    xs, ys = xs[:args.inputs], ys[:args.inputs]
+    fixed_passes = int(len(xs) * (args.n + args.n0))
+    for sigma in args.sigmas:
+        sampler = OnnxSampler(default_model_path(sigma), sigma=sigma, batch_size=args.model_batch_size,
+                              providers=["CPUExecutionProvider"])
+        sampler.counts(xs[0], args.model_batch_size, 0)  # warm-up
+        for kind in args.kinds:
+            load0 = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            run = certify_dataset_sequential(sampler, xs, ys, sigma=sigma, alpha=ALPHA, radii=TABLE_RADII,
+                                             max_n=args.max_n, n0=args.n0, batch_size=args.batch_size,
+                                             growth=args.growth, seed=args.seed, bound="table", radius_kind=kind,
+                                             futility_z=args.futility_z, final_share=args.final_share,
+                                             model_batch_size=args.model_batch_size, progress=True)
+            wall = time.perf_counter() - t0
+            acc = {str(r): 100 * run.certified_accuracy(r) for r in TABLE_RADII}
+            fp = np.array([c.forward_passes for c in run.certificates])
+            key = f"sigma={sigma:g} {kind} max_n={args.max_n} z={args.futility_z:g} final_share={args.final_share:g}"
+            sref = ref.get(f"{sigma:g}" if f"{sigma:g}" in ref else str(sigma), {}).get("methods", {})
+            fixed = sref.get("fixed-n Cohen", {}).get(kind, {})
+            sim = sref.get(f"ours+final CP (max_n={args.max_n}, z={args.futility_z:g})", {}).get(kind, {})
+            rec = {
+                "sigma": sigma, "radius_kind": kind, "alpha": ALPHA, "inputs": len(xs), "max_n": args.max_n,
+                "futility_z": args.futility_z, "final_share": args.final_share, "n0": args.n0,
+                "batch_size": args.batch_size, "growth": args.growth, "model_batch_size": args.model_batch_size,
+                "forward_passes": int(run.forward_passes), "model_calls": int(run.model_calls),
+                "fill_rate": run.fill_rate, "wall_s": wall, "load_before": load0, "load_after": os.getloadavg()[0],
+                "certified_accuracy_pct": acc,
+                "per_input_forward_passes": {"median": float(np.median(fp)), "p90": float(np.quantile(fp, 0.9)),
+                                             "max": int(fp.max())},
+                "fixed_n_forward_passes": fixed_passes, "x_fewer_than_fixed_n": fixed_passes / run.forward_passes,
+                "fixed_n_certified_accuracy_pct_simulated": fixed.get("certified_accuracy"),
+                "same_procedure_simulated": {"forward_passes": sim.get("forward_passes"),
+                                             "certified_accuracy": sim.get("certified_accuracy")},
+            }
+            result["runs"][key] = rec
+            result["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                 "python": platform.python_version()}
+            print(f"{key}: {run.forward_passes:,} passes ({rec['x_fewer_than_fixed_n']:.1f}x fewer than fixed n), "
+                  f"fill {run.fill_rate:.3f}, {wall:.0f} s, load {load0:.1f}; acc {acc}; fixed-n (simulated) "
+                  f"{fixed.get('certified_accuracy')}; same procedure simulated {sim.get('forward_passes')} "
+                  f"{sim.get('certified_accuracy')}")
+            with open(out, "w") as fh:
+                json.dump(result, fh, indent=2, default=str)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

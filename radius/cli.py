@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tolerance", type=float, default=None, help="(--sequential) pin the radius to this width")
     q.add_argument("--max-n", type=int, default=None,
                    help="(--sequential) cap on estimation samples per input (default 100000)")
-    q.add_argument("--seq-bound", default=None, choices=("mixture", "cp-looks", "betting"),
-                   help="(--sequential) confidence sequence (default mixture)")
+    q.add_argument("--seq-bound", default=None, choices=("mixture", "cp-looks", "betting", "table"),
+                   help="(--sequential) confidence sequence (default mixture; table with --radius R2): table "
+                        "reads the mixture CS after every sample")
 
     r = sub.add_parser("recertify", help="recompute certificates from a raw-counts log under another method")
     r.add_argument("counts_log", help="log written by certify")
@@ -162,8 +163,10 @@ def _mode(a) -> str:
 #: Every rule ``(flag, when it does not apply, why)`` of ``certify``: the catalogue tested in tests/test_flags.py.
 INAPPLICABLE: List[Tuple[str, Callable[[Any], bool], str]] = [
     *[(f, (lambda a: bool(a.sequential)), "a sequential run samples until decided and certifies with R_mono "
-          "from its confidence sequence") for f in ("n", "reduction", "radius", "bound", "lipschitz",
+          "from its confidence sequence") for f in ("n", "reduction", "bound", "lipschitz",
                                                     "output_range", "mode")],
+    ("radius", lambda a: bool(a.sequential) and a.radius not in ("Rmono", "R2"),
+     "a sequential run certifies Rmono or R2 (R2 with --seq-bound table, its default for R2)"),
     *[(f, (lambda a: not a.sequential), "it applies only with --sequential")
       for f in ("radii", "tolerance", "max_n", "seq_bound")],
     *[(f, (lambda a: a.engine != "ray"), "it applies only with --engine ray") for f in _RAY_FLAGS],
@@ -232,7 +235,9 @@ def _spec(a):
     seq = None
     if a.sequential:
         seq = SequentialSpec(radii=tuple(a.radii or ()), tolerance=a.tolerance,
-                             max_n=100_000 if a.max_n is None else a.max_n, bound=a.seq_bound or "mixture")
+                             max_n=100_000 if a.max_n is None else a.max_n,
+                             bound=a.seq_bound or ("table" if a.radius == "R2" else "mixture"),
+                             radius_kind=a.radius or "Rmono")
     kw = dict(sigma=a.sigma, n0=100 if a.n0 is None else a.n0, seed=0 if a.seed is None else a.seed,
               simplex=a.simplex, temperature=a.temperature, noise=a.noise or "float", backend=a.backend,
               sequential=seq)
@@ -259,7 +264,7 @@ def default_paths(a, spec, dname: str, model_path: str) -> Tuple[str, Optional[s
         stem += f"_sound-grid{spec.grid.replace('/', '-')}-clip{'-'.join(c.replace('/', '-') for c in spec.clip)}"
     if spec.sequential is not None:
         q = spec.sequential
-        tag = f"sequential_{q.bound}_maxn{q.max_n}"
+        tag = f"sequential_{q.bound}_maxn{q.max_n}" + ("" if q.radius_kind == "Rmono" else f"_{q.radius_kind}")
         out = a.out or os.path.join("results", f"{stem}_{tag}.tsv")
         logname = f"{stem}_n0{spec.n0}_{tag}_seed{spec.seed}.counts.jsonl"
     else:

@@ -31,7 +31,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 __all__ = ["RunSpec", "SequentialSpec", "derive_seed", "input_seeds", "check_sigma", "check_alpha",
-           "check_int", "MODES", "SIMPLEXES", "NOISES", "SOUND_REFUSED_RADII", "BACKENDS", "SEQ_BOUNDS", "SEQUENTIAL_PRIOR",
+           "check_int", "MODES", "SIMPLEXES", "NOISES", "SOUND_REFUSED_RADII", "BACKENDS", "SEQ_BOUNDS", "SEQ_RADIUS_KINDS",
+           "SEQUENTIAL_PRIOR",
            "SELECTION", "ESTIMATION", "PROBE", "SEQ_SELECTION", "SEQ_ESTIMATION"]
 
 MODES = ("counts", "scores")
@@ -43,7 +44,9 @@ NOISES = ("float", "sound")
 SOUND_REFUSED_RADII = ("R1_lip", "Rmono_lip", "Rmulti_lip")
 #: ``backend``: None (by file type), "onnx", "torch", "auto" (torch exported to ONNX).
 BACKENDS = (None, "onnx", "torch", "auto")
-SEQ_BOUNDS = ("mixture", "betting", "cp-looks")
+SEQ_BOUNDS = ("mixture", "betting", "cp-looks", "table")
+#: Radii a sequential run can certify (``"R2"`` needs ``bound="table"``).
+SEQ_RADIUS_KINDS = ("Rmono", "R2")
 #: Beta mixing prior of the sequential mixture CS (fixed before seeing data; any fixed prior keeps validity).
 SEQUENTIAL_PRIOR = (1.0, 0.1)
 
@@ -169,8 +172,11 @@ class SequentialSpec:
         Stop once the radius is pinned to this width.
     max_n : int
         Cap on estimation samples per input.
-    bound : {"mixture", "betting", "cp-looks"}
-        The confidence sequence.
+    bound : {"mixture", "betting", "cp-looks", "table"}
+        The confidence sequence (``"table"``: the mixture CS read after every sample through integer threshold
+        tables, :class:`radius.sequential.TableState`).
+    radius_kind : {"Rmono", "R2"}
+        The certified radius; ``"R2"`` (probit margin, two one-sided CSs) needs ``bound="table"``.
     batch_size, growth : int, float
         Estimation batch ``j`` has ``ceil(batch_size * growth**j)`` samples.
     futility_z, final_share, lower_share, prior, betting_method
@@ -188,6 +194,7 @@ class SequentialSpec:
     lower_share: float = 0.9
     prior: Tuple[float, float] = SEQUENTIAL_PRIOR
     betting_method: str = "hedged"
+    radius_kind: str = "Rmono"
 
     def __post_init__(self):
         rr = self.radii
@@ -226,6 +233,15 @@ class SequentialSpec:
 
         object.__setattr__(self, "prior", tuple(float(v) for v in check_prior(self.prior)))
         _check_choice(self.betting_method, "betting_method", ("hedged", "prpl-eb"))
+        _check_choice(self.radius_kind, "radius_kind", SEQ_RADIUS_KINDS)
+        if self.radius_kind != "Rmono" and self.bound != "table":
+            raise ValueError(f"radius_kind={self.radius_kind!r} needs bound='table', got bound={self.bound!r}")
+        if self.bound == "table":
+            if not self.radii:
+                raise ValueError("bound='table' decides radii: give radii (a tolerance alone is not supported)")
+            if self.tolerance is not None:
+                raise ValueError(f"tolerance={self.tolerance!r} does not apply to bound='table' (it decides radii "
+                                 f"only)")
 
     @property
     def soft(self) -> bool:
@@ -236,7 +252,21 @@ class SequentialSpec:
         d = asdict(self)
         d["radii"] = list(self.radii)
         d["prior"] = list(self.prior)
+        if self.radius_kind == "Rmono":  # files written before radius_kind existed stay resumable
+            d.pop("radius_kind")
         return d
+
+    def alpha_split(self, alpha: float) -> str:
+        """How ``alpha`` is spent (recorded in the run metadata; ``bound="table"``, see radius.sequential)."""
+        s = self.final_share if self.final_share is not None else 0.0
+        cs = f"mixture CS (all looks) {(1 - s) * alpha:.6g}"
+        if self.radius_kind == "R2":
+            cs += " = p_A lower 1/2 + buckets upper 1/2 split evenly over the K buckets"
+        if s > 0:
+            cs += f"; fixed-n Clopper-Pearson at t = max_n {s * alpha:.6g}"
+            if self.radius_kind == "R2":
+                cs += " (same split)"
+        return cs
 
 
 @dataclass(frozen=True)
@@ -509,7 +539,11 @@ class RunSpec:
             d.update(alpha=self.alpha, radius=self.radius, reduction=self.reduction, bound=_plain(self.bound),
                      lipschitz=_plain(self.lipschitz), output_range=_plain(self.output_range))
         else:
-            d.update(alpha=self.alpha, radius="Rmono", reduction="cohen", bound=self.sequential.bound)
+            q = self.sequential
+            d.update(alpha=self.alpha, radius=q.radius_kind, reduction="cohen" if q.radius_kind == "Rmono"
+                     else "bonferroni", bound=q.bound)
+            if q.bound == "table":
+                d["alpha_split"] = q.alpha_split(self.alpha)
         return d
 
     @classmethod
