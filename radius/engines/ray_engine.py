@@ -23,7 +23,7 @@ How a run works
    :func:`radius.run.spec.input_seeds` ``(seed, i)``
    (:func:`radius.run.step.certify_one`), so the certificate does not
    depend on which actor computed it or when.  A sequential spec runs the
-   sequential scheduler (:func:`radius.engines.sequential.schedule`) on each
+   sequential scheduler (:func:`radius.sequential.schedule`) on each
    task's inputs; their noise depends only on ``(seed, i)`` as well.
 4. Results stream back in completion order; the driver keeps those that
    arrive early and appends rows **in index order**, flushing after each, with
