@@ -75,7 +75,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
-from numba import literally, njit
+from numba import njit
 
 from ._validate import check_choice
 from .taylor import taylor_coefficients
@@ -526,9 +526,6 @@ def _sweep(kind, L, n, kvec, acoef, ccoef, H, thr, rtol, max_nodes, hint, logcut
     are both within ``rtol * thr`` of ``thr`` (the rule of :func:`_bnb`), a width below the float
     resolution, or the node budget ends it as undecided.
     """
-    # one specialisation per margin: kind is a compile-time constant, so LLVM folds the other curves'
-    # branches (about 0.9 CPU s less cold compile; their helpers are still typed and compiled)
-    literally(kind)
     u0, u1 = _range(kind, L, H, 1.0)
     nodes = 0
     best_lb = 0.0
@@ -698,9 +695,6 @@ def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     """Best certified point value on the curve at L (a lower bound of S(L)), searched by a
     grid of K points (skipped when K = 0), the hint, both ends and a golden-section refinement.
     Used only to locate the root; never to certify."""
-    # one specialisation per margin: kind is a compile-time constant, so LLVM folds the other curves'
-    # branches (about 0.9 CPU s less cold compile; their helpers are still typed and compiled)
-    literally(kind)
     u0, u1 = _range(kind, L, H, pihi)
     best = 0.0
     bu = np.nan
