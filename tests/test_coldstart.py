@@ -91,16 +91,14 @@ def test_first_exact_bound_compiles_only_what_it_needs(tmp_path):
     got = _compiled_exact("confbounds.margin_lower_bound(80, 10, 100, 0.05)", tmp_path)
     assert "nuisance._sweep" in got and "nuisance._approx_sup" in got  # the check is not vacuous
     assert "nuisance._bnb" not in got and "nuisance.invert_core" not in got
-    assert len(got["nuisance._approx_sup"]) == 1 and "Literal[int](0)" in got["nuisance._approx_sup"][0]
+    assert len(got["nuisance._approx_sup"]) == 1 and "Literal" not in got["nuisance._approx_sup"][0]
     assert len(got["trinomial._log_chernoff"]) == 1
     assert "Literal" not in got["trinomial._log_chernoff"][0]
 
 
-def test_a_second_margin_adds_only_its_own_specialisations(tmp_path):
+def test_other_margins_and_inputs_reuse_the_same_specialisations(tmp_path):
     got = _compiled_exact("confbounds.margin_lower_bound(80, 10, 100, 0.05)\n"
                           "confbounds.margin_lower_bound(80, 10, 100, 0.05, margin='probit')\n"
-                          "confbounds.margin_lower_bound(70, 10, 100, 0.01)", tmp_path)
-    for name in ("nuisance._sweep", "nuisance._approx_sup"):
-        kinds = sorted(s.split(",")[0] for s in got[name])
-        assert kinds == ["(Literal[int](0)", "(Literal[int](1)"], (name, got[name])
-    assert len(got["trinomial._log_chernoff"]) == 1
+                          "confbounds.margin_lower_bound(70, 10, 1000, 0.01, statistic='difference')", tmp_path)
+    for name in ("nuisance._sweep", "nuisance._approx_sup", "trinomial._log_chernoff"):
+        assert len(got[name]) == 1, (name, got[name])
