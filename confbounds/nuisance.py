@@ -756,7 +756,6 @@ def _approx_sup(kind, L, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K):
     return best, bu
 
 
-@njit(cache=True)
 def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, step0, tol,
                 max_nodes, logcut, cert_gap, cert_nodes):
     """Locate-then-certify inversion (theory §4.2), same contract as :func:`invert_core`.
@@ -770,9 +769,20 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
        above ``thr`` the maximiser moved: restart from it; if undecided widen ``delta``.
     3. After 4 failed attempts fall back to :func:`invert_core` (bisection).
     Only certified ``L`` are returned, so the result is valid whatever happens in step 1.
+
+    This driver is plain Python (a few dozen kernel calls per inversion, a few microseconds
+    each) and calls the Numba kernels :func:`_approx_sup`, :func:`_sweep`, :func:`_bnb` and
+    :func:`invert_core`: each is compiled on first *use*, so a first call that never needs the
+    best-first split or the bisection fallback does not compile them (issue 15, cold start).
+    The arithmetic is the IEEE double arithmetic the kernel had (no fast-math, the same libm
+    ``log``/``exp``), so the results are bit-identical to the former all-Numba driver.
     """
+    # one argument type per kernel whatever the caller passes (no second specialisation)
+    kind, n, max_nodes, cert_nodes = int(kind), int(n), int(max_nodes), int(cert_nodes)
+    H, pihi, thr, Lbot, Ltop, Lguess, step0, tol, logcut, cert_gap = (
+        float(v) for v in (H, pihi, thr, Lbot, Ltop, Lguess, step0, tol, logcut, cert_gap))
     lthr = math.log(thr)
-    hint = np.nan
+    hint = math.nan
     total = 0
     for attempt in range(4):
         K = 8 if attempt == 0 or hint != hint else 0

@@ -463,7 +463,9 @@ def _lbin(m, j, p, q):
     return v, err
 
 
-@njit(cache=True, error_model="numpy")
+#: explicit signature: the constant arguments of its callers (``k = 0``, ``upper = True``) would otherwise
+#: compile three literal specialisations (issue 15, cold start)
+@njit("float64(int64, int64, float64, float64, boolean)", cache=True, error_model="numpy")
 def _log_chernoff(m, k, p, q, upper):
     """log of the Chernoff bound of ``sum_{j >= k} C(m, j) p^j q^(m-j)`` (upper) or ``j <= k``; 0 if trivial.
 
@@ -613,7 +615,7 @@ def _par_margin(n):
     return math.expm1(4.0 * n * _EPSK) + 4.0 * _EPSK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def tail_core(n, q1, q2, kvec, logcut):
     """(lower, upper) bounds of P(X1 + X2 = s, X1 >= kvec[s] for that s), O(n) recurrence."""
     lo, hi, _, _ = _tail_core_parts(n, q1, q2, kvec, logcut)

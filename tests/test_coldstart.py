@@ -59,3 +59,46 @@ def test_large_inputs_add_only_the_parallel_kernel(tmp_path):
 def test_prpl_eb_does_not_compile_the_hedged_kernels(tmp_path):
     got = _compiled("confbounds.betting_ci(rng.random(500), 0.05, method='prpl-eb')", tmp_path)
     assert got and not any("hedged" in name for name in got)
+
+
+EXACT_COUNT = r"""
+import json, sys
+import confbounds
+from numba.core.registry import CPUDispatcher
+{calls}
+out = {{}}
+for modname in ("nuisance", "trinomial"):
+    mod = sys.modules.get("confbounds." + modname)
+    for name, obj in (vars(mod).items() if mod else ()):
+        if isinstance(obj, CPUDispatcher) and obj.signatures:
+            out[modname + "." + name] = [str(s) for s in obj.signatures]
+print(json.dumps(out))
+"""
+
+
+def _compiled_exact(calls, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", EXACT_COUNT.format(calls=calls)], capture_output=True,
+                         text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_first_exact_bound_compiles_only_what_it_needs(tmp_path):
+    # the call of benchmarks/coldstart.py: its sweep certifies at once, so the best-first split and the
+    # bisection fallback are never run and must not be compiled (issue 15); the locating kernel and the
+    # Chernoff helper have one specialisation each (no literal-argument duplicates)
+    got = _compiled_exact("confbounds.margin_lower_bound(80, 10, 100, 0.05)", tmp_path)
+    assert "nuisance._sweep" in got and "nuisance._approx_sup" in got  # the check is not vacuous
+    assert "nuisance._bnb" not in got and "nuisance.invert_core" not in got
+    assert len(got["nuisance._approx_sup"]) == 1 and "Literal" not in got["nuisance._approx_sup"][0]
+    assert len(got["trinomial._log_chernoff"]) == 1
+    assert "Literal" not in got["trinomial._log_chernoff"][0]
+
+
+def test_other_margins_and_inputs_reuse_the_same_specialisations(tmp_path):
+    got = _compiled_exact("confbounds.margin_lower_bound(80, 10, 100, 0.05)\n"
+                          "confbounds.margin_lower_bound(80, 10, 100, 0.05, margin='probit')\n"
+                          "confbounds.margin_lower_bound(70, 10, 1000, 0.01, statistic='difference')", tmp_path)
+    for name in ("nuisance._sweep", "nuisance._approx_sup", "trinomial._log_chernoff"):
+        assert len(got[name]) == 1, (name, got[name])
