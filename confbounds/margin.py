@@ -46,7 +46,8 @@ not within ``tol`` (branch ``"floor"`` when nothing above ``B(x)`` was
 certified).  Both ``B`` are nondecreasing in ``x1`` and nonincreasing in
 ``x2``, so the tail set ``{B(X) >= t}`` is a staircase in ``(s, x1)``
 (:func:`confbounds.trinomial.staircase_table`, a two-pointer sweep over the
-Clopper–Pearson endpoints of ``x = 0..n``, cached per ``(n, alpha)``) and the
+verified Clopper–Pearson endpoints, computed once per ``(n, alpha)`` and only on
+the range of counts the threshold needs: :func:`_pair_tables_for`) and the
 curve reduction, box bound and branch-and-bound of theory §4.3 apply
 unchanged.  The staircase is enlarged by a tie tolerance (a superset of the
 tail set: conservative).  For ``"cohen"`` the statistic depends on ``x1``
@@ -104,7 +105,7 @@ import numpy as np
 from scipy import special
 
 from ._validate import check_alpha, check_choice, check_integer_array
-from .binomial import clopper_pearson
+from .binomial import binomial_tail_bound, clopper_pearson, clopper_pearson_estimate
 from .nuisance import MARGIN_KIND, MARGINS, invert_fast, margin_range, taylor_probit, taylor_tables
 from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS as TAIL_STATISTICS,
                         check_taylor_order, compact_difference_table, observed_statistic, staircase_table,
@@ -325,30 +326,125 @@ def _baseline(x1, x2, n, level, margin, statistic, M):
 
 
 @lru_cache(maxsize=16)
-def _cp_tables(n, level):
-    """``CP_lo(x, level/2)`` and ``CP_hi(x, level/2)`` for ``x = 0..n`` (shared by every margin)."""
-    k = np.arange(n + 1)
-    lo = np.asarray(clopper_pearson(k, n, level / 2.0, "lower"), dtype=float)
-    hi = np.asarray(clopper_pearson(k, n, level / 2.0, "upper"), dtype=float)
-    lo.setflags(write=False)
-    hi.setflags(write=False)
-    return lo, hi
+def _cp_store(n, level):
+    """Verified ``CP_lo(x, level/2)`` and ``CP_hi(x, level/2)``, ``x = 0..n``, filled on demand (NaN = not
+    computed yet).  Shared by every margin and every observed value at this ``(n, level)``."""
+    return np.full(n + 1, np.nan), np.full(n + 1, np.nan)
 
 
-@lru_cache(maxsize=16)
-def _pair_tables(n, level, margin, M):
-    """``A[x1] = g-coordinate of CP_lo(x1, level/2)``, ``Bv[x2]`` likewise of ``CP_hi(x2, level/2)``,
-    ``x = 0..n``, made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a
-    running min from the right: both can only raise ``T = A - Bv``).  Depends on ``(n, level)`` only,
-    so it is cached (the first call at a new ``(n, level)`` pays ``2 (n + 1)`` Clopper–Pearson calls)."""
-    lo, hi = _cp_tables(n, level)
+def _cp_range(n, level, side, a, b):
+    """Verified ``CP_side(x, n, level/2)`` for ``x = a..b-1``, each endpoint computed once per ``(n, level)``."""
+    lo, hi = _cp_store(n, level)
+    tab = lo if side == "lower" else hi
+    seg = tab[a:b]
+    miss = np.isnan(seg)
+    if miss.any():
+        k = np.arange(a, b, dtype=np.int64)[miss]
+        seg[miss] = np.asarray(clopper_pearson(k, n, level / 2.0, side), dtype=float)
+    return seg.copy()
+
+
+def _g_of(p, margin, M):
     with np.errstate(divide="ignore"):
-        A = np.asarray(_transform(lo, margin, M), dtype=float)
-        Bv = np.asarray(_transform(hi, margin, M), dtype=float)
+        return np.asarray(_transform(p, margin, M), dtype=float)
+
+
+def _pair_tables(n, level, margin, M):
+    """The full tables ``A[x1] = g(CP_lo(x1, level/2))``, ``Bv[x2] = g(CP_hi(x2, level/2))``, ``x = 0..n``,
+    made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a running min from
+    the right: both can only raise ``T = A - Bv``).  :func:`_dominating_kvec` builds only the part a
+    given threshold needs; this full version is for tests and benchmarks."""
+    A = np.maximum.accumulate(_g_of(_cp_range(n, level, "lower", 0, n + 1), margin, M))
+    Bv = np.minimum.accumulate(_g_of(_cp_range(n, level, "upper", 0, n + 1), margin, M)[::-1])[::-1].copy()
+    return A, Bv
+
+
+def _search(lo, hi, pred):
+    """Smallest ``k`` in ``[lo, hi]`` with ``pred(k)`` for a (heuristically) monotone ``pred``; ``hi + 1`` if none."""
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    return lo
+
+
+#: Extra counts kept on each side of the estimated range of :func:`_pair_tables_for` (heuristic:
+#: validity does not depend on it, only on the proven constants outside the range).
+RANGE_SLACK = 3
+#: Relative margin on the threshold when the range of :func:`_pair_tables_for` is chosen (heuristic).
+RANGE_RTOL = 1e-7
+
+
+def _upper_root_floor(k, n, level):
+    """A proven lower bound on the exact root ``r_hi(k)`` of ``P_p(X <= k) = level/2`` (``k < n``).
+
+    A point ``p`` just below SciPy's estimate with ``P_p(X <= k) >= level/2`` verified by
+    :func:`confbounds.binomial.binomial_tail_bound` (value minus its error bound); the tail
+    decreases in ``p``, so ``p <= r_hi(k)``.  Falls back to the verified ``CP_lo(k, level/2)``
+    (``<= r_lo(k) <= r_hi(k)``), which is always valid but a confidence width lower.
+    """
+    h = level / 2.0
+    p = clopper_pearson_estimate(k, n, h, "upper")
+    for shrink in (1e-9, 1e-6, 1e-3):
+        q = p * (1.0 - shrink)
+        if not 0.0 < q < 1.0:
+            break
+        v, e = binomial_tail_bound(k, n, q, "upper")
+        if float(v) - float(e) >= h:
+            return q
+    return float(_cp_range(n, level, "lower", k, k + 1)[0])
+
+
+def _pair_tables_for(n, t_eff, level, margin, M):
+    """``A``, ``Bv`` for the staircase of ``{A[x1] - Bv[x2] >= t_eff}``, with verified endpoints only where
+    the threshold needs them (theory §4.7).
+
+    Verified Clopper–Pearson endpoints (at ``h = level/2``) are computed for ``x1`` in
+    ``[i0, i1]`` and ``x2`` in ``[0, j0]``; SciPy's unverified inverse beta
+    (:func:`confbounds.binomial.clopper_pearson_estimate`) only chooses the range (validity does
+    not depend on it).  Outside it the tables hold proven bounds, so ``A`` stays
+    ``>= g(CP_lo(x1))`` and ``Bv <= g(CP_hi(x2))`` everywhere (the staircase's set still contains
+    ``{B(x) >= t}``):
+
+    * ``x1 < i0``: ``A = g(CP_hi(i0 - 1))``.  ``CP_lo(x1) <= r_lo(x1) <= r_lo(i0 - 1) <= r_hi(i0 - 1)
+      <= CP_hi(i0 - 1)``, with ``r`` the exact roots: verified endpoints lie on the safe side of
+      their roots, the roots increase with the count, and ``r_lo(k) <= r_hi(k)`` for ``h <= 1/2``
+      (at ``p = r_hi(k)``, ``P(X >= k) >= 1 - h >= h``).
+    * ``x1 > i1``: ``A = 1e300`` (above every finite ``g``).
+    * ``x2 > j0``: ``Bv = g(p')`` with ``p' <= r_hi(j0 + 1) <= r_hi(x2) <= CP_hi(x2)``
+      (:func:`_upper_root_floor`).
+
+    The range is chosen so that these constants lie on the far side of the threshold, where they
+    change nothing: then the staircase equals the one of the full tables.
+    """
+    h = level / 2.0
+
+    def est(k, side):
+        p = clopper_pearson_estimate(k, n, h, side)
+        return p if margin == "linear" else float(_transform(p, margin, M))
+
+    d = RANGE_RTOL * (1.0 + abs(t_eff))
+    b0 = est(0, "upper")
+    # x1 below i0 cannot reach t_eff even against x2 = 0; x1 above i1 reaches it even with x2 = n - x1
+    i0 = max(_search(0, n, lambda k: est(k, "upper") - b0 >= t_eff - d) - RANGE_SLACK, 0)
+    i1 = min(_search(i0, n, lambda k: est(k, "lower") - est(n - k, "upper") >= t_eff + d) + RANGE_SLACK, n)
+    # x2 above j0 cannot reach t_eff with any x1 <= min(i1, n - x2) (x1 > i1 is in the set anyway);
+    # V = g(CP_lo(j0 + 1)) stands for every such x2
+    j0 = min(_search(0, n - 1, lambda k: est(min(i1, n - k - 1), "lower") - est(k + 1, "upper") < t_eff - d)
+             + RANGE_SLACK, n)
+    A = np.empty(n + 1)
+    if i0 > 0:
+        A[:i0] = _g_of(_cp_range(n, level, "upper", i0 - 1, i0)[0], margin, M)
+    A[i0:i1 + 1] = _g_of(_cp_range(n, level, "lower", i0, i1 + 1), margin, M)
+    A[i1 + 1:] = 1e300
+    Bv = np.empty(n + 1)
+    Bv[:j0 + 1] = _g_of(_cp_range(n, level, "upper", 0, j0 + 1), margin, M)
+    if j0 < n:
+        Bv[j0 + 1:] = _g_of(_upper_root_floor(j0 + 1, n, level), margin, M)
     A = np.maximum.accumulate(A)
     Bv = np.minimum.accumulate(Bv[::-1])[::-1].copy()
-    A.setflags(write=False)
-    Bv.setflags(write=False)
     return A, Bv
 
 
@@ -356,10 +452,11 @@ def _dominating_kvec(n, t, level, margin, statistic, M):
     """Threshold table ``k(s)`` of the tail set ``{x : B(x) >= t}`` of a dominating statistic, enlarged.
 
     The set used is ``{x : A[x1] - Bv[x2] >= t - DOMINATING_TIE_RTOL (1 + |t|)}`` with the tables
-    of :func:`_pair_tables` (Cohen: ``A = 2 g-coordinate``, ``Bv = 0``).  It contains
-    ``{x : B(x) >= t}``: the tables only raise ``T`` (monotone envelopes), and the tie tolerance exceeds
-    the rounding margins of :func:`_combine` (``<= 1e-12 (1 + 2 * 40)``) and any disagreement between the
-    scalar and vectorised Clopper–Pearson paths.  A larger tail set only raises the certified supremum
+    of :func:`_pair_tables_for` (Cohen: ``A = 2 g-coordinate``, ``Bv = 0``).  It contains
+    ``{x : B(x) >= t}``: the tables only raise ``T`` (proven bounds outside the computed range,
+    monotone envelopes inside), and the tie tolerance exceeds the rounding margins of
+    :func:`_combine` (``<= 1e-12 (1 + 2 * 40)``) and any disagreement between the scalar and
+    vectorised Clopper–Pearson paths.  A larger tail set only raises the certified supremum
     (conservative), and it is a staircase, so theory §4.3's curve reduction applies to it.
     """
     t_eff = t - DOMINATING_TIE_RTOL * (1.0 + abs(t))
@@ -375,7 +472,7 @@ def _dominating_kvec(n, t, level, margin, statistic, M):
             else:
                 lo_k = mid + 1
         return np.minimum(np.arange(n + 1, dtype=np.int64) + 1, lo_k)
-    A, Bv = _pair_tables(n, level, margin, M)
+    A, Bv = _pair_tables_for(n, t_eff, level, margin, M)
     return staircase_table(A, Bv, t_eff)
 
 

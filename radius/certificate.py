@@ -46,7 +46,7 @@ across the candidates.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional, Tuple
 
 import numpy as np
@@ -147,6 +147,20 @@ class Certificate:
     label: Optional[int] = None
     noise: str = "float"
     noise_tv: float = 0.0
+
+    def _key(self) -> tuple:
+        # NaN fields compare equal to NaN (a certificate that crossed a process boundary holds a new
+        # NaN object, and tuple comparison only short-cuts on identity)
+        return tuple(("nan",) if isinstance(v, float) and v != v else v
+                     for v in (getattr(self, f.name) for f in fields(self)))
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def abstain(self) -> bool:

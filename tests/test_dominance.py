@@ -142,3 +142,59 @@ def test_floor_branch_and_large_n():
     assert r.branch == "floor" and r.bound == baseline_bound(int(0.6 * n), int(0.3 * n), n, 1e-3)
     # probit with x1 = 0: B(x) = -inf = T(0, 0), nothing is rejected
     assert margin_lower_bound(0, 3, 20, 0.05, margin="probit") == -math.inf
+
+
+@pytest.mark.parametrize("margin", ["linear", "probit"])
+def test_partial_tables_give_the_full_staircase(margin):
+    """The staircase built from verified endpoints on the needed range only (proven constants outside it)
+    equals the one of the full tables: the range heuristic loses no tightness.  Outcomes drawn across
+    the simplex, levels 0.05 to 1e-6, n up to 1e4."""
+    rng = np.random.default_rng(7)
+    for n in (30, 200, 2000, 10_000):
+        for level in (0.05, 1e-3, 1e-6):
+            A, Bv = mg._pair_tables(n, level, margin, 100)
+            for _ in range(12):
+                x1 = int(rng.integers(0, n + 1))
+                x2 = int(rng.integers(0, n - x1 + 1)) if rng.random() < 0.5 else int(rng.integers(0, min(n - x1, 5) + 1))
+                t = mg._baseline(x1, x2, n, level, margin, "bonferroni", 100)
+                if not math.isfinite(t):
+                    continue
+                te = t - mg.DOMINATING_TIE_RTOL * (1.0 + abs(t))
+                k = mg._dominating_kvec(n, t, level, margin, "bonferroni", 100)
+                assert np.array_equal(k, staircase_table(A, Bv, te)), (n, level, x1, x2)
+
+
+@pytest.mark.parametrize("margin", ["linear", "probit"])
+def test_partial_tables_contain_the_true_tail_set_at_n_120(margin):
+    """Validity of the partial tables, outcome by outcome, at an n where the computed range is a small part."""
+    n, level = 120, 1e-3
+    B = np.full((n + 1, n + 1), -np.inf)
+    for a in range(n + 1):
+        for b in range(n + 1 - a):
+            B[a, b] = mg._baseline(a, b, n, level, margin, "bonferroni", 100)
+    for a0, b0 in [(118, 1), (110, 5), (100, 2), (90, 20), (70, 40), (61, 59), (120, 0), (95, 0)]:
+        t = B[a0, b0]
+        k = mg._dominating_kvec(n, t, level, margin, "bonferroni", 100)
+        aa, bb = np.nonzero(B >= t)
+        assert np.all(aa >= k[aa + bb]), (a0, b0)
+
+
+@pytest.mark.parametrize("k,n,level", [(0, 100, 0.01), (3, 1000, 1e-3), (50, 10_000, 1e-6), (9_000, 10_000, 1e-3),
+                                       (17, 200_000, 1e-9)])
+def test_upper_root_floor_is_below_the_exact_root(k, n, level):
+    """``_upper_root_floor`` never exceeds the root of ``P_p(X <= k) = level/2``: at its value the 50-digit
+    binomial CDF (a direct sum) is ``>= level/2``, and 1e-5 higher it is already below (close to the root)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    p = mg._upper_root_floor(k, n, level)
+    h = mpmath.mpf(level) / 2
+
+    def cdf(q):  # P(X <= k), X ~ Binomial(n, q), summed on the shorter side
+        q = mpmath.mpf(q)
+        term = lambda j: mpmath.binomial(n, j) * q ** j * (1 - q) ** (n - j)
+        if k < n / 2:
+            return mpmath.fsum(term(j) for j in range(k + 1))
+        return 1 - mpmath.fsum(term(j) for j in range(k + 1, n + 1))
+
+    assert cdf(p) >= h
+    assert cdf(p * (1 + 1e-5)) < h
