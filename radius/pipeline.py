@@ -46,7 +46,7 @@ def certify_dataset(sampler, inputs, labels=None, *, sigma: float, alpha: float 
                     lipschitz: Optional[float] = None, output_range: Optional[float] = None, seed: int = 0,
                     out: Optional[str] = None, counts_log: Optional[str] = None, limit: Optional[int] = None,
                     progress: bool = True, mode: str = "counts", model_id: Any = None,
-                    overlap=True) -> list:
+                    overlap: bool = True) -> list:
     """Certify every input of a data set with the smoothed classifier of ``sampler``.
 
     Parameters
@@ -90,10 +90,8 @@ def certify_dataset(sampler, inputs, labels=None, *, sigma: float, alpha: float 
         Identity of the model in the metadata (the CLI passes the loader's
         SHA-256).  Default: ``sampler.model_hash``, else a fingerprint of the
         sampler's counts on a fixed probe.
-    overlap : bool or str
-        Compute each input's bound while the next one is sampled: ``True`` (default) picks a
-        forked worker process where possible, else a thread; ``"process"``, ``"thread"``, or
-        ``False`` (inline).  Same certificates in every mode.
+    overlap : bool
+        Compute each input's bound while the next one is sampled (same certificates).
 
     Returns
     -------

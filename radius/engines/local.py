@@ -4,7 +4,7 @@ The loop of Cohen, Rosenfeld & Kolter (ICML 2019, ``certify.py``): for every
 input, sample (:func:`radius.run.step.sample_one`), bound
 (:func:`radius.run.step.bound_one`), append one row to the results TSV and one
 record to the counts log, flush.  The bound of input ``i`` is computed in a
-worker (a forked process, else a thread) while input ``i + 1`` is sampled (:class:`radius.run.step.Overlap`);
+worker thread while input ``i + 1`` is sampled (:class:`radius.run.step.Overlap`);
 certificates are identical to the inline order's.  Resume, validation and
 locking are :func:`radius.run.writer.open_run`'s.
 """
@@ -66,7 +66,7 @@ def prepare(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, limit: O
 
 def run_local(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, out: Optional[str] = None,
               counts_log: Optional[str] = None, limit: Optional[int] = None, progress: bool = True,
-              overlap=True) -> List[Any]:
+              overlap: bool = True) -> List[Any]:
     """Certify every input with ``sampler`` under ``spec``; returns one certificate per input, in order.
 
     Parameters
@@ -84,10 +84,8 @@ def run_local(spec: RunSpec, sampler, inputs: Any, labels: Any = None, *, out: O
         limit later extends the same files).
     progress : bool
         A tqdm bar on stderr.
-    overlap : bool or str
-        Compute each bound while the next input is sampled: ``True`` (default) picks a forked
-        worker process where possible, else a thread (:func:`radius.run.step.default_overlap`);
-        ``"process"``, ``"thread"``, or ``False`` (inline).  Same certificates in every mode.
+    overlap : bool
+        Compute each bound while the next input is sampled (default; same certificates).
 
     Examples
     --------

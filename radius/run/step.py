@@ -8,12 +8,11 @@ Because the samples depend only on ``(seed, idx)``, any engine that runs the
 step for every index, anywhere and in any order, and writes the rows in index
 order, writes the same file (except the ``time`` column).
 
-:class:`Overlap` computes input ``i``'s bound in a worker while input ``i + 1``
-is sampled, so the bound leaves the critical path: by default a forked worker
-process (:func:`default_overlap`; it shares no GIL with the sampler), else a
-thread (the model runtime releases the GIL while it runs; so do NumPy's large
-array operations).  The certificate is computed from the same counts by the
-same function: it is identical to the sequential order's.
+:class:`Overlap` computes input ``i``'s bound in a worker thread while input
+``i + 1`` is sampled (the model runtime releases the GIL while it runs; so do
+NumPy's large array operations), so the bound leaves the critical path.  The
+certificate is computed from the same counts by the same function: it is
+identical to the sequential order's.
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from . import files
 from .spec import RunSpec
 
 __all__ = ["InputResult", "Samples", "sample_one", "bound_one", "certify_one", "check_sampler_counts",
-           "tsv_row_checker", "Overlap", "OVERLAP_MODES", "default_overlap"]
+           "tsv_row_checker", "Overlap"]
 
 
 @dataclass
@@ -159,85 +158,26 @@ def tsv_row_checker(spec: RunSpec, labels: np.ndarray) -> Callable[[Dict[str, An
     return check
 
 
-#: How :class:`Overlap` runs the bounds: ``"process"`` (a forked worker process), ``"thread"``, ``"inline"``.
-OVERLAP_MODES = ("process", "thread", "inline")
-
-_WORKER_SPEC: Optional[RunSpec] = None
-
-
-def _worker_init(spec: RunSpec) -> None:
-    """Initializer of the forked bound worker: the spec is inherited by the fork (never pickled, so a
-    user's bound callable works); Ctrl-C is left to the parent, which shuts the worker down."""
-    global _WORKER_SPEC
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_SPEC = spec
-
-
-def _worker_bound(s: Samples) -> InputResult:
-    return bound_one(s, _WORKER_SPEC)
-
-
-def default_overlap() -> str:
-    """``"process"`` where a worker can be forked (Linux) and there are at least 2 CPUs, else ``"thread"``.
-
-    A forked worker runs the bounds in parallel with the sampler without sharing its GIL: on a
-    2-core machine the model runtime leaves about a quarter of the CPU idle (numbers in
-    ``docs/benchmarks.md``), which the worker uses.  A thread competes for the GIL with the
-    sampler's own Python and NumPy work.
-    """
-    import multiprocessing as mp
-    import os
-    import sys
-
-    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods() and (os.cpu_count() or 1) >= 2:
-        return "process"
-    return "thread"
-
-
 class Overlap:
-    """Compute each input's bound in a worker (process or thread) while the next input is sampled.
+    """Compute each input's bound in one worker thread while the next input is sampled.
 
     ``submit(samples)`` starts the bound of ``samples`` and returns the result
     of the previous submission (or None); ``drain()`` returns the last one.
     Results come back in submission order, so rows are written in index
-    order.  ``mode``: ``True`` = :func:`default_overlap`, ``False`` =
-    ``"inline"``, or one of :data:`OVERLAP_MODES`.  Every mode gives the same
-    certificates (the same function on the same counts).  The process worker
-    is forked lazily at the first submission, so it inherits the loaded
-    modules and compiled kernels; it ignores SIGINT and exits with its parent.
+    order.  With ``enabled=False`` the bound runs inline (same results).
     """
 
-    def __init__(self, spec: RunSpec, enabled=True):
+    def __init__(self, spec: RunSpec, enabled: bool = True):
         self.spec = spec
-        mode = default_overlap() if enabled is True else "inline" if enabled is False else enabled
-        if mode not in OVERLAP_MODES:
-            raise ValueError(f"overlap must be True, False or one of {OVERLAP_MODES}, got {enabled!r}")
-        self.mode = mode
-        self.pool = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bound") if enabled else None
         self.pending = None
-
-    def _pool(self):
-        if self.pool is None:
-            if self.mode == "thread":
-                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bound")
-            else:
-                import multiprocessing as mp
-                from concurrent.futures import ProcessPoolExecutor
-
-                self.pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"),
-                                                initializer=_worker_init, initargs=(self.spec,))
-        return self.pool
 
     def submit(self, s: Samples) -> Optional[InputResult]:
         prev = self.drain()
-        if self.mode == "inline":
+        if self.pool is None:
             self.pending = bound_one(s, self.spec)
-        elif self.mode == "thread":
-            self.pending = self._pool().submit(bound_one, s, self.spec)
         else:
-            self.pending = self._pool().submit(_worker_bound, s)
+            self.pending = self.pool.submit(bound_one, s, self.spec)
         return prev
 
     def drain(self) -> Optional[InputResult]:
