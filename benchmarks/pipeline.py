@@ -74,7 +74,8 @@ def main(argv=None):
         for obj in vars(cm).values():
             if hasattr(obj, "cache_clear"):
                 obj.cache_clear()
-        rr._FORECAST_CP.clear()  # the forecast's endpoint tables: a fresh process starts without them
+        rr._FORECAST_CP.clear()  # the forecast's endpoint tables and memoised choices: a fresh process
+        rr._choose_counts.cache_clear()  # starts without them
 
     def baseline(rep):
         t, c = time.perf_counter(), time.process_time()
