@@ -328,19 +328,21 @@ def _baseline(x1, x2, n, level, margin, statistic, M):
 @lru_cache(maxsize=16)
 def _cp_store(n, level):
     """Verified ``CP_lo(x, level/2)`` and ``CP_hi(x, level/2)``, ``x = 0..n``, filled on demand (NaN = not
-    computed yet).  Shared by every margin and every observed value at this ``(n, level)``."""
-    return np.full(n + 1, np.nan), np.full(n + 1, np.nan)
+    computed yet), and ``[number of entries still missing]``.  Shared by every margin and every observed
+    value at this ``(n, level)``."""
+    return np.full(n + 1, np.nan), np.full(n + 1, np.nan), [2 * (n + 1)]
 
 
 def _cp_range(n, level, side, a, b):
     """Verified ``CP_side(x, n, level/2)`` for ``x = a..b-1``, each endpoint computed once per ``(n, level)``."""
-    lo, hi = _cp_store(n, level)
+    lo, hi, missing = _cp_store(n, level)
     tab = lo if side == "lower" else hi
     seg = tab[a:b]
     miss = np.isnan(seg)
     if miss.any():
         k = np.arange(a, b, dtype=np.int64)[miss]
         seg[miss] = np.asarray(clopper_pearson(k, n, level / 2.0, side), dtype=float)
+        missing[0] -= int(k.size)
     return seg.copy()
 
 
@@ -349,14 +351,27 @@ def _g_of(p, margin, M):
         return np.asarray(_transform(p, margin, M), dtype=float)
 
 
-def _pair_tables(n, level, margin, M):
+@lru_cache(maxsize=32)
+def _full_tables(n, level, margin, M):
     """The full tables ``A[x1] = g(CP_lo(x1, level/2))``, ``Bv[x2] = g(CP_hi(x2, level/2))``, ``x = 0..n``,
     made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a running min from
-    the right: both can only raise ``T = A - Bv``).  :func:`_dominating_kvec` builds only the part a
-    given threshold needs; this full version is for tests and benchmarks."""
+    the right: both can only raise ``T = A - Bv``); read-only, cached per ``(n, level, margin)``."""
     A = np.maximum.accumulate(_g_of(_cp_range(n, level, "lower", 0, n + 1), margin, M))
     Bv = np.minimum.accumulate(_g_of(_cp_range(n, level, "upper", 0, n + 1), margin, M)[::-1])[::-1].copy()
+    A.setflags(write=False)
+    Bv.setflags(write=False)
     return A, Bv
+
+
+def _pair_tables(n, level, margin, M):
+    """The full tables of :func:`_full_tables` (tests and benchmarks; building them fills the store, after
+    which :func:`_dominating_kvec` reads them instead of building partial ones)."""
+    return _full_tables(n, level, margin, M)
+
+
+#: Up to this ``n`` the Bonferroni staircase is read from the full tables (``2 (n + 1)`` endpoints, a few
+#: milliseconds, once per ``(n, level)``); above it, from partial tables until the store is complete.
+DOMINATING_FULL_N = 1000
 
 
 def _search(lo, hi, pred):
@@ -472,7 +487,10 @@ def _dominating_kvec(n, t, level, margin, statistic, M):
             else:
                 lo_k = mid + 1
         return np.minimum(np.arange(n + 1, dtype=np.int64) + 1, lo_k)
-    A, Bv = _pair_tables_for(n, t_eff, level, margin, M)
+    if n <= DOMINATING_FULL_N or _cp_store(n, level)[2][0] == 0:
+        A, Bv = _full_tables(n, level, margin, M)
+    else:
+        A, Bv = _pair_tables_for(n, t_eff, level, margin, M)
     return staircase_table(A, Bv, t_eff)
 
 
