@@ -148,11 +148,11 @@ class Certificate:
     noise: str = "float"
     noise_tv: float = 0.0
 
-    def _key(self) -> tuple:
+    def _key(self, cls=None) -> tuple:
         # NaN fields compare equal to NaN (a certificate that crossed a process boundary holds a new
         # NaN object, and tuple comparison only short-cuts on identity)
         return tuple(("nan",) if isinstance(v, float) and v != v else v
-                     for v in (getattr(self, f.name) for f in fields(self)))
+                     for v in (getattr(self, f.name) for f in fields(cls or self)))
 
     def __eq__(self, other) -> bool:
         if other.__class__ is not self.__class__:
@@ -160,7 +160,8 @@ class Certificate:
         return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        # the fields of Certificate only: subclasses may add unhashable ones (a dict of decisions)
+        return hash(self._key(Certificate))
 
     @property
     def abstain(self) -> bool:

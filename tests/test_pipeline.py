@@ -400,6 +400,13 @@ def test_certificates_with_nan_fields_compare_equal_after_pickling():
     d = pickle.loads(pickle.dumps(c))
     assert d == c and hash(d) == hash(c)
     assert dataclasses.replace(d, radius=d.radius + 1e-9) != c
+    from radius.sequential import SequentialCertificate
+
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    s = SequentialCertificate(**fields, decisions={0.5: "certified"}, forward_passes=1100)
+    t = pickle.loads(pickle.dumps(s))
+    assert t == s and hash(t) == hash(s)  # hashable although `decisions` is a dict
+    assert dataclasses.replace(t, decisions={0.5: "futile"}) != s
 
 
 def test_scores_mode_soft_smoothing_and_resume(tmp_path):
