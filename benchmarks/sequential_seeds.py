@@ -10,6 +10,9 @@ repeats the real-scheduler run (shipped digits ONNX models, first 200 test input
 
 Run: ``.venv/bin/python benchmarks/sequential_seeds.py --seeds 4`` (about 20 s per run on an idle 2-core
 machine). Writes ``benchmarks/results/sequential_table_seeds.json``.
+
+``--fixed-sim 8`` instead prints the simulated fixed-n Cohen reference of ``docs/sequential.md`` (n = 1e5, the
+estimated class probabilities of ``benchmarks/frontier.py``) averaged over that many stream seeds.
 """
 from __future__ import annotations
 
@@ -37,7 +40,10 @@ def main(argv=None):
     ap.add_argument("--growth", type=float, default=2.0)
     ap.add_argument("--futility-z", type=float, default=2.0)
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "sequential_table_seeds.json"))
+    ap.add_argument("--fixed-sim", type=int, default=0, help="only the simulated fixed-n reference, over N seeds")
     a = ap.parse_args(argv)
+    if a.fixed_sim:
+        return fixed_sim(a.fixed_sim, a.sigmas, a.kinds)
     from backends.models import default_model_path, load_digits_split
     from backends.onnx_sampler import OnnxSampler
     from radius.engines.sequential import certify_dataset_sequential
@@ -77,6 +83,27 @@ def main(argv=None):
             with open(a.out, "w") as fh:
                 json.dump(out, fh, indent=2)
     print(f"wrote {a.out}")
+
+
+def fixed_sim(seeds: int, sigmas, kinds):
+    """Mean certified accuracy of fixed-n Cohen on simulated streams (``frontier.make_stream``) over ``seeds``."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import frontier as F
+
+    for sigma in sigmas:
+        probs, labels, _ = F.load_probs(sigma)
+        probs, labels = probs[:200], labels[:200]
+        acc = {k: [] for k in kinds}
+        for seed in range(seeds):
+            streams = [F.make_stream(probs[i], labels[i], i, F.N_FIXED, seed=seed) for i in range(len(labels))]
+            for kind in kinds:
+                outs = [F.fixed_n_cohen(st, sigma, kind) for st in streams]
+                acc[kind].append([100 * np.mean([o.certified[float(r)] and st.top == st.label
+                                                  for o, st in zip(outs, streams)]) for r in F.RADII])
+        for kind, v in acc.items():
+            v = np.array(v)
+            print(f"sigma={sigma:g} {kind}: fixed-n mean of {seeds} stream seeds {v.mean(axis=0).round(2).tolist()}, "
+                  f"sd {v.std(axis=0).round(2).tolist()}")
 
 
 if __name__ == "__main__":
