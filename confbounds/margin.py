@@ -446,7 +446,7 @@ def _pair_tables_for(n, t_eff, level, margin, M):
     i0 = max(_search(0, n, lambda k: est(k, "upper") - b0 >= t_eff - d) - RANGE_SLACK, 0)
     i1 = min(_search(i0, n, lambda k: est(k, "lower") - est(n - k, "upper") >= t_eff + d) + RANGE_SLACK, n)
     # x2 above j0 cannot reach t_eff with any x1 <= min(i1, n - x2) (x1 > i1 is in the set anyway);
-    # V = g(CP_lo(j0 + 1)) stands for every such x2
+    # one proven lower bound of their upper endpoints, g(p') with p' <= r_hi(j0 + 1), stands for all of them
     j0 = min(_search(0, n - 1, lambda k: est(min(i1, n - k - 1), "lower") - est(k + 1, "upper") < t_eff - d)
              + RANGE_SLACK, n)
     A = np.empty(n + 1)
