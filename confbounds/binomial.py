@@ -507,12 +507,8 @@ def _scalar_endpoint(k: int, n: int, a: float, lower: bool) -> float:
         return 0.0
     if (not lower) and k == n:
         return 1.0
-    kf, nf = float(k), float(n)
-    if lower:
-        x0 = float(special.betaincinv(kf, nf - kf + 1.0, a))
-    else:
-        x0 = float(special.betainccinv(kf + 1.0, nf - kf, a))
-    return float(_solve_scalar(kf, nf, a, lower, x0))
+    x0 = clopper_pearson_estimate(k, n, a, "lower" if lower else "upper")
+    return float(_solve_scalar(float(k), float(n), a, lower, x0))
 
 
 def _uniforms(randomized, shape):

@@ -352,21 +352,17 @@ def _g_of(p, margin, M):
 
 
 @lru_cache(maxsize=32)
-def _full_tables(n, level, margin, M):
+def _pair_tables(n, level, margin, M):
     """The full tables ``A[x1] = g(CP_lo(x1, level/2))``, ``Bv[x2] = g(CP_hi(x2, level/2))``, ``x = 0..n``,
     made monotone in the conservative direction (``A`` by a running max, ``Bv`` by a running min from
-    the right: both can only raise ``T = A - Bv``); read-only, cached per ``(n, level, margin)``."""
+    the right: both can only raise ``T = A - Bv``); read-only, cached per ``(n, level, margin)``.
+    Building them fills the store, after which :func:`_dominating_kvec` reads them instead of
+    building partial ones (:func:`_pair_tables_for`)."""
     A = np.maximum.accumulate(_g_of(_cp_range(n, level, "lower", 0, n + 1), margin, M))
     Bv = np.minimum.accumulate(_g_of(_cp_range(n, level, "upper", 0, n + 1), margin, M)[::-1])[::-1].copy()
     A.setflags(write=False)
     Bv.setflags(write=False)
     return A, Bv
-
-
-def _pair_tables(n, level, margin, M):
-    """The full tables of :func:`_full_tables` (tests and benchmarks; building them fills the store, after
-    which :func:`_dominating_kvec` reads them instead of building partial ones)."""
-    return _full_tables(n, level, margin, M)
 
 
 #: Up to this ``n`` the Bonferroni staircase is read from the full tables (``2 (n + 1)`` endpoints, a few
@@ -488,7 +484,7 @@ def _dominating_kvec(n, t, level, margin, statistic, M):
                 lo_k = mid + 1
         return np.minimum(np.arange(n + 1, dtype=np.int64) + 1, lo_k)
     if n <= DOMINATING_FULL_N or _cp_store(n, level)[2][0] == 0:
-        A, Bv = _full_tables(n, level, margin, M)
+        A, Bv = _pair_tables(n, level, margin, M)
     else:
         A, Bv = _pair_tables_for(n, t_eff, level, margin, M)
     return staircase_table(A, Bv, t_eff)
