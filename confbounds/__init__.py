@@ -12,12 +12,14 @@ The public names below are module attributes resolved on first use
 only :mod:`confbounds.betting` and what it needs, and ``confbounds.coverage``
 (which needs ``scipy.stats``) is imported only when it is used.
 
-Before the first submodule is imported, :func:`confbounds.jitcache.install`
-tells Numba where to cache the compiled kernels when the package directory is
-read-only (see :mod:`confbounds.jitcache`).
+Importing a submodule does not import Numba either: the kernels are compiled
+ahead of time when the package is installed (:mod:`confbounds.aot`), and Numba
+is imported only when a kernel has to be compiled just in time
+(:mod:`confbounds.lazyjit`), which first tells Numba where to cache the
+compiled kernels when the package directory is read-only
+(:mod:`confbounds.jitcache`).
 """
 import importlib
-import sys
 
 __version__ = "0.1.0"
 
@@ -45,42 +47,9 @@ _LAZY = {
 _SUBMODULES = ("coverage",)
 #: every submodule is also reachable as an attribute (``confbounds.margin``), imported on first use
 _MODULES = frozenset({"binomial", "taylor", "bernstein", "betting", "margin", "mixture", "nuisance", "signomial",
-                      "trinomial", "coverage", "jitcache"})
+                      "trinomial", "coverage", "jitcache", "aot", "lazyjit"})
 
 __all__ = list(_LAZY) + list(_SUBMODULES)
-
-
-#: submodules without Numba kernels: importing them does not import Numba
-_NO_KERNELS = frozenset({"jitcache", "_validate", "taylor"})
-
-
-class _JitCacheHook:
-    """Meta-path finder that runs :func:`confbounds.jitcache.install` once.
-
-    It is consulted for every import; the first time a ``confbounds.*``
-    submodule that may hold kernels (not one of :data:`_NO_KERNELS`) is
-    looked up it removes itself
-    and installs the cache locator, then lets the normal finders load the
-    module.  So the locator is in place before any ``@njit(cache=True)``
-    decorator of the package runs, without importing Numba in
-    ``import confbounds``.
-    """
-
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        if name.startswith(__name__ + ".") and name[len(__name__) + 1:] not in _NO_KERNELS:
-            try:
-                sys.meta_path.remove(cls)
-            except ValueError:  # already removed by a concurrent import
-                return None
-            from . import jitcache
-
-            jitcache.install()
-        return None
-
-
-if not any(f is _JitCacheHook for f in sys.meta_path):
-    sys.meta_path.insert(0, _JitCacheHook)
 
 
 def __getattr__(name):

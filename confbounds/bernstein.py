@@ -41,8 +41,9 @@ import math
 from typing import Tuple, Union
 
 import numpy as np
-from numba import njit
+from .lazyjit import njit
 
+from . import aot
 from ._validate import check_alpha, check_samples, check_side
 
 __all__ = ["empirical_bernstein", "hoeffding", "fp_margin"]
@@ -135,9 +136,9 @@ def _mean_var_1d(y):
 def _moments(y: np.ndarray):
     """Means and unbiased variances per column of a C-contiguous (n, k) array."""
     if y.shape[1] == 1:
-        m, v = _mean_var_1d(np.ascontiguousarray(y[:, 0]))
+        m, v = _mean_var_1d_call(np.ascontiguousarray(y[:, 0]))
         return np.array([m]), np.array([v])
-    return _mean_var(np.ascontiguousarray(y))
+    return _mean_var_call(np.ascontiguousarray(y))
 
 
 def _eb_radius(var: np.ndarray, n: int, alpha_side: float) -> np.ndarray:
@@ -253,3 +254,8 @@ def hoeffding(x, alpha: float, side: str = "lower", bounds=(0.0, 1.0)) -> Result
     return _two_sided_or_one(
         mean, lambda al: np.full_like(mean, math.sqrt(math.log(1.0 / al) / (2.0 * n))), alpha, side, n, a, b, one_d
     )
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+(_mean_var_call, _mean_var_1d_call) = aot.bind(
+    _mean_var, _mean_var_1d)

@@ -87,8 +87,9 @@ import math
 from typing import Tuple, Union
 
 import numpy as np
-from numba import njit, prange
+from .lazyjit import njit, prange
 
+from . import aot
 from ._validate import check_alpha, check_choice, check_samples, check_side
 from .bernstein import finish, to_unit
 
@@ -251,7 +252,7 @@ def _hedged_ci_1d(y, log_thr, c, rtol, lam):
 @njit(cache=True, parallel=True)
 def _hedged_ci_parallel(y, log_thr, c, rtol, lam, out):
     for j in prange(y.shape[1]):
-        out[j] = _hedged_ci_1d(y[:, j], log_thr, c, rtol, lam[:, j])
+        out[j] = _hedged_ci_1d_call(y[:, j], log_thr, c, rtol, lam[:, j])
 
 
 #: Column loops run on Numba's thread pool only above this many samples
@@ -273,7 +274,7 @@ def _hedged_ci_cols(y, log_thr, c, rtol):
     else:
         lam = np.empty(n)
         for j in range(k):
-            out[j] = _hedged_ci_1d(y[:, j], log_thr, c, rtol, lam)
+            out[j] = _hedged_ci_1d_call(y[:, j], log_thr, c, rtol, lam)
     return out
 
 
@@ -450,7 +451,7 @@ def _hedged_cs_cols(y, log_thr, c, G, out):
     if y.shape[1] > 1 and y.size >= PARALLEL_MIN_ELEMENTS // 10:
         _hedged_cs_parallel(y, log_thr, c, G, out)
     else:
-        _hedged_cs_serial(y, log_thr, c, G, out)
+        _hedged_cs_serial_call(y, log_thr, c, G, out)
 
 
 @njit(cache=True)
@@ -562,18 +563,18 @@ def _prpl(y: np.ndarray, log_thr: float, c: float, fixed: bool, want_path: bool,
         blk = np.ascontiguousarray(y[:, j0:j0 + kb])
         mu_prev = np.empty_like(blk)
         lam = np.empty_like(blk)
-        _prpl_bets(blk, log_thr, c, scale, mu_prev, lam)
+        _prpl_bets_call(blk, log_thr, c, scale, mu_prev, lam)
         psi = np.negative(lam)
         np.log1p(psi, out=psi)
         np.add(psi, lam, out=psi)
         np.multiply(psi, -0.25, out=psi)  # psi_E(lam) = (-log(1 - lam) - lam) / 4
         if want_path:
             pth = out if kb >= k else np.empty_like(blk)
-            _prpl_sums(blk, mu_prev, lam, psi, log_thr, pth, a, w, upper)
+            _prpl_sums_call(blk, mu_prev, lam, psi, log_thr, pth, a, w, upper)
             if pth is not out:
                 out[:, j0:j0 + kb] = pth
         else:
-            out[j0:j0 + kb] = _prpl_sums(blk, mu_prev, lam, psi, log_thr, np.empty((0, 0)), a, w, upper)
+            out[j0:j0 + kb] = _prpl_sums_call(blk, mu_prev, lam, psi, log_thr, np.empty((0, 0)), a, w, upper)
     return out
 
 
@@ -746,3 +747,8 @@ def betting_cs(x, alpha: float, side: str = "lower", bounds=(0.0, 1.0), method: 
         low = None if low is None else np.maximum.accumulate(low, axis=0)
         high = None if high is None else np.minimum.accumulate(high, axis=0)
     return _pick(low, high, side, lambda v: v[:, 0] if one_d else v)
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+(_hedged_ci_1d_call, _hedged_cs_serial_call, _prpl_bets_call, _prpl_sums_call) = aot.bind(
+    _hedged_ci_1d, _hedged_cs_serial, _prpl_bets, _prpl_sums)

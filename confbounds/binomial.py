@@ -23,9 +23,10 @@ import math
 from typing import Tuple, Union
 
 import numpy as np
-from numba import njit
+from .lazyjit import njit
 from scipy import special
 
+from . import aot
 from ._validate import check_alpha_array, check_counts, check_side
 
 __all__ = ["clopper_pearson", "clopper_pearson_estimate", "binomial_tail_bound", "SAFETY_RTOL"]
@@ -426,7 +427,7 @@ def binomial_tail_bound(k, n, p, side: str = "lower", w=1.0):
     shape = kb.shape
     f = np.empty(kb.size)
     e = np.empty(kb.size)
-    _tail_many(np.ascontiguousarray(kb).ravel(), np.ascontiguousarray(nb).ravel(), np.ascontiguousarray(pb).ravel(),
+    _tail_many_call(np.ascontiguousarray(kb).ravel(), np.ascontiguousarray(nb).ravel(), np.ascontiguousarray(pb).ravel(),
                side == "lower", np.ascontiguousarray(wb).ravel(), f, e)
     return f.reshape(shape), e.reshape(shape)
 
@@ -498,7 +499,7 @@ def _endpoints(k, n, a, lower, w=None):
         w1 = np.broadcast_to(np.ones(1), (size,))
     x0 = _guess(k1, n1, a1, lower)
     out = np.empty(size)
-    _solve_many(k1, n1, a1, lower, w1, x0, out)
+    _solve_many_call(k1, n1, a1, lower, w1, x0, out)
     return out.reshape(shape)
 
 
@@ -508,7 +509,7 @@ def _scalar_endpoint(k: int, n: int, a: float, lower: bool) -> float:
     if (not lower) and k == n:
         return 1.0
     x0 = clopper_pearson_estimate(k, n, a, "lower" if lower else "upper")
-    return float(_solve_scalar(float(k), float(n), a, lower, x0))
+    return float(_solve_scalar_call(float(k), float(n), a, lower, x0))
 
 
 def _uniforms(randomized, shape):
@@ -664,3 +665,8 @@ def clopper_pearson(k, n, alpha=0.001, side: str = "lower", randomized=None
     if side == "upper":
         return out(_endpoints(k_arr, n_arr, a, False, w))
     return out(_endpoints(k_arr, n_arr, a / 2.0, True, w)), out(_endpoints(k_arr, n_arr, a / 2.0, False, w))
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+(_solve_many_call, _solve_scalar_call, _tail_many_call) = aot.bind(
+    _solve_many, _solve_scalar, _tail_many)

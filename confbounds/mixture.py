@@ -63,10 +63,11 @@ from __future__ import annotations
 import math
 from typing import Tuple, Union
 
-import numba
+from .lazyjit import njit
 import numpy as np
 from scipy import special
 
+from . import aot
 from ._validate import check_alpha, check_counts, check_side
 
 __all__ = ["beta_binomial_log_martingale", "beta_binomial_cs", "beta_binomial_cs_path", "check_prior",
@@ -125,7 +126,7 @@ def beta_binomial_log_martingale(k, n, p, prior=DEFAULT_PRIOR) -> np.ndarray:
         return c - _xlogy_safe(k, p) - _xlogy_safe(n - k, 1.0 - p)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _is_rejected(k, n, p, c, scale, log_thr):
     """Certified ``log M(p) >= log(1/alpha)`` (the point p lies outside the confidence set)."""
     if p <= 0.0:
@@ -139,7 +140,7 @@ def _is_rejected(k, n, p, c, scale, log_thr):
     return val >= tol
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _newton_root(k, n, c, scale, log_thr, lower):
     """Endpoint of ``{p : log M(p) < log(1/alpha)}`` on one side of ``p_hat = k/n``.
 
@@ -190,7 +191,7 @@ def _newton_root(k, n, c, scale, log_thr, lower):
     return p
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _endpoints_kernel(k, n, c, scale, log_thr, want_lower, want_upper, lower, upper):
     for i in range(k.shape[0]):
         ki = k[i]
@@ -213,7 +214,7 @@ def _endpoints(k, n, a, b, log_thr, want_lower, want_upper):
     c, scale = _log_m_parts(kf, nf, a, b)
     lower = np.empty_like(kf)
     upper = np.empty_like(kf)
-    _endpoints_kernel(kf, nf, np.ascontiguousarray(c), np.ascontiguousarray(scale), float(log_thr),
+    _endpoints_kernel_call(kf, nf, np.ascontiguousarray(c), np.ascontiguousarray(scale), float(log_thr),
                       bool(want_lower), bool(want_upper), lower, upper)
     return (lower if want_lower else None), (upper if want_upper else None)
 
@@ -322,3 +323,7 @@ def beta_binomial_cs_path(x, alpha: float, side: str = "lower", prior=DEFAULT_PR
     if side == "upper":
         return np.minimum.accumulate(res, axis=0)
     return np.maximum.accumulate(res[0], axis=0), np.minimum.accumulate(res[1], axis=0)
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+_endpoints_kernel_call = aot.bind(_endpoints_kernel)

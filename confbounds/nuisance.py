@@ -75,8 +75,9 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
-from numba import njit
+from .lazyjit import njit
 
+from . import aot
 from ._validate import check_choice
 from .taylor import taylor_coefficients
 from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS, check_n, check_taylor_order,
@@ -183,8 +184,8 @@ def taylor_probit(p, taylor_order: Optional[int] = None):
     """
     acoef = taylor_tables(taylor_order)[0]
     if np.ndim(p) == 0:
-        return float(_h(float(p), acoef))
-    return _h_array(np.ascontiguousarray(p, dtype=float).ravel(), acoef).reshape(np.shape(p))
+        return float(_h_call(float(p), acoef))
+    return _h_array_call(np.ascontiguousarray(p, dtype=float).ravel(), acoef).reshape(np.shape(p))
 
 
 @njit(cache=True)
@@ -788,7 +789,7 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
         K = 8 if attempt == 0 or hint != hint else 0
         # --- locate the root of h(L) = log V(L) - log thr
         La = min(max(Lguess, Lbot), Ltop)
-        v, bu = _approx_sup(kind, La, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K)
+        v, bu = _approx_sup_call(kind, La, n, kvec, acoef, ccoef, H, pihi, hint, logcut, K)
         total += K + 20
         if bu == bu:
             hint = bu
@@ -802,7 +803,7 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
             Lb = La - step if ha > 0 else La + step
             if Lb < Lbot or Lb > Ltop:
                 Lb = min(max(Lb, Lbot), Ltop)
-            v, bu = _approx_sup(kind, Lb, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup_call(kind, Lb, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -827,7 +828,7 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
             Lr = lo_L - lo_h * (hi_L - lo_L) / (hi_h - lo_h)
             if not (min(lo_L, hi_L) < Lr < max(lo_L, hi_L)):
                 Lr = 0.5 * (lo_L + hi_L)
-            v, bu = _approx_sup(kind, Lr, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
+            v, bu = _approx_sup_call(kind, Lr, n, kvec, acoef, ccoef, H, pihi, hint, logcut, 0)
             total += 20
             if bu == bu:
                 hint = bu
@@ -857,12 +858,12 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
                 # greedy sweep first; the best-first split only when the sweep is undecided for
                 # want of nodes or resolution (not when it found a point within rt of thr, where
                 # the split would be undecided too)
-                st, ub, lb, bu, q1, q2, nd = _sweep(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
+                st, ub, lb, bu, q1, q2, nd = _sweep_call(kind, Lc, n, kvec, acoef, ccoef, H, thr, rt,
                                                     cert_nodes // 2, hint, logcut)
                 total += nd
                 near = st == -1 and lb >= thr * (1.0 - rt) and ub - lb <= rt * thr
             if st == -1 and (not near or n <= SWEEP_SPLIT_MAX_N):
-                st, ub, lb, bu, q1, q2, nd = _bnb(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
+                st, ub, lb, bu, q1, q2, nd = _bnb_call(kind, Lc, n, kvec, acoef, ccoef, H, pihi, thr, 0,
                                                   rt, cert_nodes, hint, logcut)
                 total += nd
             if st == 1:
@@ -873,7 +874,7 @@ def invert_fast(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot, Ltop, Lguess, s
                 break  # a better maximiser exists: locate again from it
             delta *= 3.0  # undecided (a point within rt of thr): certify lower
         Lguess = Lr
-    L, st, ub, lb, q1, q2, nd, bottom = invert_core(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
+    L, st, ub, lb, q1, q2, nd, bottom = invert_core_call(kind, n, kvec, acoef, ccoef, H, pihi, thr, Lbot,
                                                     Ltop, Lguess, step0, tol, max_nodes, logcut, 1e-2)
     return L, st, ub, lb, q1, q2, total + nd, bottom
 
@@ -890,7 +891,7 @@ def taylor_tables(M: Optional[int]):
     if M not in _TAYLOR_CACHE:
         c = np.asarray(taylor_coefficients(M), dtype=float)
         a = c / (2.0 * np.arange(M + 1) + 1.0)
-        H = float(_h(1.0, a))
+        H = float(_h_call(1.0, a))
         _TAYLOR_CACHE[M] = (a, c, H)
     return _TAYLOR_CACHE[M]
 
@@ -963,7 +964,7 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
         return SupResult(upper=0.0, lower=0.0, maximiser=(float("nan"),) * 3, L=L, t_obs=float(t_obs),
                          n=n, margin=margin, statistic=statistic, nodes=0, converged=True)
     Lc = min(L, hi_r)  # above the range the null set is the whole simplex, as at the top
-    st, ub, lb, bu, q1, q2, nodes = _bnb(_KIND[margin], Lc, n, kvec, acoef,
+    st, ub, lb, bu, q1, q2, nodes = _bnb_call(_KIND[margin], Lc, n, kvec, acoef,
                                          ccoef, H, pihi, 0.0, 1, tol, int(max_nodes), np.nan, LOG_PRUNE_MASS)
     if q1 != q1:
         mx = (float("nan"),) * 3
@@ -972,3 +973,8 @@ def certified_sup(t_obs, n: int, L: float, margin: str = "linear", statistic: st
     return SupResult(upper=float(ub), lower=float(lb), maximiser=mx, L=L, t_obs=float(t_obs), n=n,
                      margin=margin, statistic=statistic, nodes=int(nodes), converged=(st == 2),
                      gamma=0.0)
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+(_approx_sup_call, _sweep_call, _bnb_call, invert_core_call, _h_call, _h_array_call) = aot.bind(
+    _approx_sup, _sweep, _bnb, invert_core, _h, _h_array)

@@ -68,10 +68,11 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-import numba
+from .lazyjit import njit
 import numpy as np
 from scipy import special
 
+from . import aot
 from ._validate import check_alpha, check_choice, check_counts, check_integer_array
 from .mixture import beta_binomial_cs, check_prior
 
@@ -422,7 +423,7 @@ def check_dirichlet_prior(prior) -> Tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _log_ndtr(x):
     if x > -5.0:
         return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
@@ -433,19 +434,19 @@ def _log_ndtr(x):
     return math.log(v)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _ndtr(x):
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _xlog(x, logq):
     if x == 0.0:
         return 0.0
     return x * logq
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _curve_point(u, theta, probit):
     """``(q1, q2, q3)`` on ``{g(q) = theta}``: probit ``q2 = Phi(u), q1 = Phi(u + theta)``; linear ``u = pi``."""
     if probit:
@@ -457,7 +458,7 @@ def _curve_point(u, theta, probit):
     return q1, q2, 1.0 - q1 - q2
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _box_lower(x1, x2, x3, ua, ub, theta, probit, ct):
     """Lower bound of ``log M`` over the curve parameter interval ``[ua, ub]`` and its error scale."""
     if probit:
@@ -476,7 +477,7 @@ def _box_lower(x1, x2, x3, ua, ub, theta, probit, ct):
     return ct - a1 - a2 - a3, abs(ct) + abs(a1) + abs(a2) + abs(a3)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _point_value(x1, x2, x3, u, theta, probit, ct):
     q1, q2, q3 = _curve_point(u, theta, probit)
     if q1 <= 0.0 and x1 > 0 or q2 <= 0.0 and x2 > 0 or q3 <= 0.0 and x3 > 0:
@@ -487,7 +488,7 @@ def _point_value(x1, x2, x3, u, theta, probit, ct):
     return ct - a1 - a2 - a3, abs(ct) + abs(a1) + abs(a2) + abs(a3)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _certify_curve(x1, x2, x3, theta, probit, ct, log_thr, max_boxes):
     """Certified ``min_{g(q) = theta} log M(q) >= log_thr`` by branch-and-bound (False = not certified)."""
     if probit:
@@ -594,7 +595,7 @@ def dirichlet_margin_certifies(counts, theta: float, alpha: float, margin: str =
     probit = margin == "probit"
     if _mle_margin(x, probit) <= th:
         return False
-    return bool(_certify_curve(x[0], x[1], x[2], th, probit, _dirichlet_ct(x, pr), -math.log(alpha),
+    return bool(_certify_curve_call(x[0], x[1], x[2], th, probit, _dirichlet_ct(x, pr), -math.log(alpha),
                                int(max_boxes)))
 
 
@@ -630,3 +631,7 @@ def dirichlet_margin_lower(counts, alpha: float, margin: str = "probit", prior=D
         else:
             hi = mid
     return float(lo)
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+_certify_curve_call = aot.bind(_certify_curve)

@@ -99,8 +99,9 @@ from functools import lru_cache
 from typing import Optional, Tuple
 
 import numpy as np
-from numba import njit
+from .lazyjit import njit
 
+from . import aot
 from ._validate import check_choice, check_counts
 from .taylor import phi_inv_taylor
 
@@ -149,7 +150,7 @@ def _lf_table(n):
 
 @lru_cache(maxsize=32)
 def _lf_cached(n: int) -> np.ndarray:
-    t = _lf_table(n)
+    t = _lf_table_call(n)
     t.setflags(write=False)
     return t
 
@@ -191,7 +192,7 @@ def observed_statistic(x1: int, x2: int, n: int, statistic: str = "difference",
     if statistic == "difference":
         return int(x1) - int(x2)
     if statistic == "studentized":
-        return _stud(int(x1), int(x2))
+        return _stud_call(int(x1), int(x2))
     h = plugin_table(n, taylor_order)
     return float(h[int(x1)] - h[int(x2)])
 
@@ -292,7 +293,7 @@ def staircase_table(A, Bv, t_eff) -> np.ndarray:
     t_eff = float(t_eff)
     if math.isnan(t_eff):
         raise ValueError(f"t_eff must not be NaN, got {t_eff!r}")
-    return _staircase(A, Bv, t_eff)
+    return _staircase_call(A, Bv, t_eff)
 
 
 def compact_difference_table(n: int, t) -> np.ndarray:
@@ -330,15 +331,15 @@ def threshold_table(n: int, t, statistic: str = "difference", taylor_order: Opti
             raise ValueError(f"t must be finite, got {t!r}")
         thr = math.floor(tf) + 1 if strict else math.ceil(tf)
         thr = min(max(thr, -n - 1), n + 1)
-        return _kvec_difference(n, int(thr))
+        return _kvec_difference_call(n, int(thr))
     t = float(t)
     if not math.isfinite(t):
         raise ValueError(f"t must be finite, got {t!r}")
     t_eff = t - PLUGIN_TIE_RTOL * (1.0 + abs(t))
     if statistic == "studentized":
-        return _kvec_stud(n, t_eff, bool(strict))
+        return _kvec_stud_call(n, t_eff, bool(strict))
     h = plugin_table(n, taylor_order)
-    return _kvec_table(n, h, t_eff, bool(strict))
+    return _kvec_table_call(n, h, t_eff, bool(strict))
 
 
 # ---------------------------------------------------------------------------
@@ -463,15 +464,17 @@ def _lbin(m, j, p, q):
     return v, err
 
 
-#: explicit signature: the constant arguments of its callers (``k = 0``, ``upper = True``) would otherwise
-#: compile three literal specialisations (issue 15, cold start)
-@njit("float64(int64, int64, float64, float64, boolean)", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _log_chernoff(m, k, p, q, upper):
     """log of the Chernoff bound of ``sum_{j >= k} C(m, j) p^j q^(m-j)`` (upper) or ``j <= k``; 0 if trivial.
 
     With ``p + q`` not exactly 1 the same exponent ``-m (x log(x/p) + (1-x) log((1-x)/q))`` bounds the
     unnormalised sum (it equals ``(p+q)^m exp(-m KL(x || p/(p+q)))``).  The rounding of the exponent is
     bounded by ``8 eps`` of its terms' magnitudes and added (upward).
+
+    Its callers pass ``k`` and ``upper`` through variables typed ``int64`` and ``boolean`` (constants
+    would compile one literal specialisation each, issue 15), and there is no eager signature: a
+    process that runs the kernels compiled ahead of time (:mod:`confbounds.aot`) compiles nothing.
     """
     mp = m * p
     if upper:
@@ -508,30 +511,32 @@ def _window(m, p, q, logcut):
     mp = m * p
     jlo = 0
     negl = 0.0
-    if _log_chernoff(m, 0, p, q, False) <= logcut:
+    up = q < 0.0  # False, typed boolean (not a literal)
+    if _log_chernoff(m, m - m, p, q, up) <= logcut:
         lo = 0
         hi = int(math.floor(mp))
         while lo < hi:  # invariant: lo satisfies
             mid = (lo + hi + 1) // 2
-            if _log_chernoff(m, mid, p, q, False) <= logcut:
+            if _log_chernoff(m, mid, p, q, up) <= logcut:
                 lo = mid
             else:
                 hi = mid - 1
         jlo = lo + 1
-        negl = math.exp(_log_chernoff(m, lo, p, q, False))
+        negl = math.exp(_log_chernoff(m, lo, p, q, up))
     jhi = m
     negu = 0.0
-    if _log_chernoff(m, m, p, q, True) <= logcut:
+    up = not up
+    if _log_chernoff(m, m, p, q, up) <= logcut:
         lo = int(math.ceil(mp))
         hi = m
         while lo < hi:  # smallest k with chernoff_ge(k) <= logcut; hi satisfies
             mid = (lo + hi) // 2
-            if _log_chernoff(m, mid, p, q, True) <= logcut:
+            if _log_chernoff(m, mid, p, q, up) <= logcut:
                 hi = mid
             else:
                 lo = mid + 1
         jhi = lo - 1
-        negu = math.exp(_log_chernoff(m, lo, p, q, True))
+        negu = math.exp(_log_chernoff(m, lo, p, q, up))
     if jlo > jhi:  # cannot happen mathematically; keep everything
         return 0, m, 0.0, 0.0
     return jlo, jhi, negl, negu
@@ -554,7 +559,7 @@ def _sf_bounds(m, k, rho, rc, logcut):
         return 0.0, 0.0, 0, 0.0
     jlo, jhi, negl, negu = _window(m, rho, rc, logcut)
     if k > jhi:
-        return 0.0, min(1.0, math.exp(_log_chernoff(m, k, rho, rc, True))), 0, 0.0
+        return 0.0, min(1.0, math.exp(_log_chernoff(m, k, rho, rc, rc > 0.0))), 0, 0.0
     s = 0.0
     emax = 0.0
     j0 = k if k > jlo else jlo
@@ -913,7 +918,7 @@ def cdf_bounds(q, n: int, t, statistic: str = "difference",
     n = _check_n(n)
     q1, q2 = _check_q(q)
     kvec = threshold_table(n, t, statistic, taylor_order, strict=True)
-    lo, hi = tail_core(n, q1, q2, kvec, _LOGCUT)
+    lo, hi = tail_core_call(n, q1, q2, kvec, _LOGCUT)
     return float(max(0.0, 1.0 - hi)), float(min(1.0, 1.0 - lo))
 
 
@@ -935,7 +940,7 @@ def statistic_pmf(q, n: int, statistic: str = "difference",
     n = _check_n(n)
     check_choice(statistic, "statistic", STATISTICS)
     q1, q2 = _check_q(q)
-    x1, x2, pr = _all_outcomes_pmf(n, q1, q2, log_factorial_table(n))
+    x1, x2, pr = _all_outcomes_pmf_call(n, q1, q2, log_factorial_table(n))
     if statistic == "difference":
         tv = x1 - x2
     elif statistic == "studentized":
@@ -946,3 +951,8 @@ def statistic_pmf(q, n: int, statistic: str = "difference",
     vals, inv = np.unique(tv, return_inverse=True)
     probs = np.bincount(inv.ravel(), weights=pr, minlength=vals.size)
     return vals, probs
+
+
+# Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
+(tail_core_call, _staircase_call, _kvec_difference_call, _kvec_stud_call, _kvec_table_call, _lf_table_call, _stud_call, _all_outcomes_pmf_call) = aot.bind(
+    tail_core, _staircase, _kvec_difference, _kvec_stud, _kvec_table, _lf_table, _stud, _all_outcomes_pmf)
