@@ -86,6 +86,7 @@ KERNELS: Dict[str, Tuple[str, ...]] = {
     "binomial._tail_many": ("f8:1Cr f8:1Cr f8:1Cr b1 f8:1Cr f8:1C f8:1C",),
     # trinomial tails and threshold tables
     "trinomial.tail_core": ("i8 f8 f8 i8:1Cr f8",),
+    "trinomial._tail_enum": ("i8 f8 f8 i8:1Cr f8",),
     "trinomial._staircase": ("f8:1Cr f8:1Cr f8",),
     "trinomial._kvec_difference": ("i8 i8",),
     "trinomial._kvec_stud": ("i8 f8 b1",),

@@ -103,6 +103,7 @@ def materialize() -> None:
             if k._dispatcher is None:
                 k._dispatcher = numba.njit(*k._args, **k._kwargs)(k.py_func)
         package = __name__.rsplit(".", 1)[0] + "."
+        placeholder = globals()["prange"]  # this module's own global is replaced in the loop too
         for name, module in list(sys.modules.items()):
             if not name.startswith(package) or module is None:
                 continue
@@ -110,7 +111,7 @@ def materialize() -> None:
             for attr, value in list(ns.items()):
                 if isinstance(value, Kernel):
                     ns[attr] = value._dispatcher
-                elif value is prange:
+                elif value is placeholder:
                     ns[attr] = numba.prange
-        globals()["prange"] = numba.prange  # for modules imported from now on
+        globals()["prange"] = numba.prange  # for modules imported from now on (if not done in the loop)
         _STATE["numba"] = numba  # from now on njit is numba.njit

@@ -886,7 +886,7 @@ def tail_prob_bounds(q, n: int, t, statistic: str = "difference", taylor_order: 
     n = _check_n(n)
     q1, q2 = _check_q(q)
     kvec = threshold_table(n, t, statistic, taylor_order)
-    fn = tail_core if method == "recurrence" else _tail_enum
+    fn = tail_core_call if method == "recurrence" else _tail_enum_call
     lo, hi = fn(n, q1, q2, kvec, _LOGCUT)
     return float(lo), float(hi)
 
@@ -954,5 +954,7 @@ def statistic_pmf(q, n: int, statistic: str = "difference",
 
 
 # Python callers use the kernels compiled ahead of time when they are built (confbounds.aot)
-(tail_core_call, _staircase_call, _kvec_difference_call, _kvec_stud_call, _kvec_table_call, _lf_table_call, _stud_call, _all_outcomes_pmf_call) = aot.bind(
-    tail_core, _staircase, _kvec_difference, _kvec_stud, _kvec_table, _lf_table, _stud, _all_outcomes_pmf)
+(tail_core_call, _tail_enum_call, _staircase_call, _kvec_difference_call, _kvec_stud_call, _kvec_table_call,
+ _lf_table_call, _stud_call, _all_outcomes_pmf_call) = aot.bind(
+    tail_core, _tail_enum, _staircase, _kvec_difference, _kvec_stud, _kvec_table, _lf_table, _stud,
+    _all_outcomes_pmf)

@@ -10,3 +10,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[all,dev]" "torch==2.13.0"
+# the kernels compiled ahead of time into confbounds/ (confbounds.aot): the first bound compiles nothing
+.venv/bin/python -m confbounds.aot build > /dev/null

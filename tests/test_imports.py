@@ -65,8 +65,8 @@ def test_unknown_attribute_is_an_attribute_error():
     assert "nope" in out.stdout
 
 
-def test_jit_cache_locator_installed_before_the_first_kernel_module():
-    code = ("import confbounds.trinomial\nfrom numba.core import caching\n"
+def test_jit_cache_locator_installed_before_the_first_dispatcher():
+    code = ("import confbounds.trinomial\nconfbounds.lazyjit.materialize()\nfrom numba.core import caching\n"
             "impl = getattr(caching, 'CacheImpl', None) or caching._CacheImpl\n"
             "print([c.__name__ for c in impl._locator_classes][:3])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
