@@ -5,7 +5,10 @@ Run: ``nice .venv/bin/python benchmarks/coldstart.py`` (``--reps 1`` for a smoke
 
 Every measurement is a fresh interpreter (``subprocess``); the timed region is inside the child, which
 reports wall-clock and process CPU time. "Cold" means a fresh, empty Numba cache directory for every run
-(``NUMBA_CACHE_DIR=<new temp dir>``), so all kernels the call needs are compiled.
+(``NUMBA_CACHE_DIR=<new temp dir>``), so all kernels the call needs are compiled, unless they come from the
+module compiled ahead of time (``confbounds.aot``; ``scripts/setup.sh`` builds it in the source tree, and the
+read-only install below gets it from ``pip install``).  ``--jit`` adds every case with ``CONFBOUNDS_AOT=0``
+(the kernels compiled just in time, as before the compiled module), in the same run.
 
 * ``import confbounds``: the import alone.
 * first ``betting_ci``: ``import numpy, confbounds`` and the data are outside the timed region; the call
@@ -83,7 +86,8 @@ def whole_process(case, env):
 
 
 def base_env(pythonpath):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE") and k != "CONFBOUNDS_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NUMBA_CACHE") and k not in ("CONFBOUNDS_CACHE_DIR", "CONFBOUNDS_AOT")}
     env["PYTHONPATH"] = str(pythonpath)
     return env
 
@@ -91,10 +95,11 @@ def base_env(pythonpath):
 def readonly_install(tmp: Path) -> Path:
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "setup.py"):  # setup.py: pip compiles the kernels (confbounds.aot)
         shutil.copy(ROOT / name, src)
     for pkg in ("confbounds", "backends", "radius"):
-        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.onnx", "*.pt", "*.npz"))
+        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.onnx", "*.pt", "*.npz",
+                                                                           "_kernels_*"))
     site = tmp / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-compile", "--no-index", "--target", str(site), str(src)], check=True, cwd=tmp)
@@ -120,27 +125,32 @@ def med(rows, key):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--jit", action="store_true",
+                    help="also measure every case with CONFBOUNDS_AOT=0 (kernels compiled just in time), same run")
     ap.add_argument("--baseline", default=None,
                     help="git commit to measure the same cases on (same run; e.g. the commit before issue 15)")
     a = ap.parse_args(argv)
     res = {"cases": {}, "issue_15_s": ISSUE, "target_s": TARGET, "load_average": [os.getloadavg()]}
-    trees = [("", ROOT)]
+    trees = [("", ROOT, {})]
+    if a.jit:
+        trees.append(("jit_", ROOT, {"CONFBOUNDS_AOT": "0"}))
     base_tmp = None
     if a.baseline:
         base_tmp = tempfile.TemporaryDirectory()
         arc = subprocess.run(["git", "-C", str(ROOT), "archive", a.baseline, "confbounds", "radius", "backends"],
                              check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", base_tmp.name], input=arc, check=True)
-        trees.append(("baseline_", Path(base_tmp.name)))
+        trees.append(("baseline_", Path(base_tmp.name), {}))
         res["baseline_commit"] = a.baseline
 
     for case in ("import_confbounds", "first_betting_ci", "first_exact_bound", "confbounds_help"):
-        for tag, tree in trees:  # ours and the baseline alternate within each case
+        for tag, tree, extra in trees:  # ours and the baseline alternate within each case
             rows = []
             for _ in range(a.reps):
                 with tempfile.TemporaryDirectory() as cache:
                     env = base_env(tree)
                     env["NUMBA_CACHE_DIR"] = cache
+                    env.update(extra)
                     rows.append(whole_process(case, env))
             res["cases"][tag + case] = {"runs": rows, "median_wall_s": med(rows, "wall"),
                                         "median_cpu_s": med(rows, "cpu"),
@@ -150,10 +160,12 @@ def main(argv=None):
             print(f"{tag + case:31s} wall {med(rows, 'wall'):7.3f} s  cpu {med(rows, 'cpu'):7.3f} s  process "
                   f"{med(rows, 'process_wall'):7.3f} s  heavy {rows[-1]['heavy']}  load {os.getloadavg()[0]:.1f}",
                   flush=True)
-        if a.baseline:
-            ours, base = res["cases"][case], res["cases"]["baseline_" + case]
-            ours["ratio_baseline_over_ours_cpu"] = base["median_cpu_s"] / max(ours["median_cpu_s"], 1e-9)
-            ours["ratio_baseline_over_ours_wall"] = base["median_wall_s"] / max(ours["median_wall_s"], 1e-9)
+        for other in ("baseline_", "jit_") if (a.baseline or a.jit) else ():
+            if other + case not in res["cases"]:
+                continue
+            ours, base = res["cases"][case], res["cases"][other + case]
+            ours[f"ratio_{other}over_ours_cpu"] = base["median_cpu_s"] / max(ours["median_cpu_s"], 1e-9)
+            ours[f"ratio_{other}over_ours_wall"] = base["median_wall_s"] / max(ours["median_wall_s"], 1e-9)
     if base_tmp is not None:
         base_tmp.cleanup()
 
@@ -176,7 +188,9 @@ def main(argv=None):
                         second = child(c, env, prefix)
                         second["first_process"] = first[c]
                         rows[c].append(second)
-                    assert (home / "cache" / "confbounds" / "numba").is_dir(), "cache not in the per-user dir"
+                    if not list((site / "confbounds").glob("_kernels_*")):  # else nothing is compiled at all
+                        assert (home / "cache" / "confbounds" / "numba").is_dir(), "cache not in the per-user dir"
+                res["readonly_compiled_module"] = [p.name for p in (site / "confbounds").glob("_kernels_*")]
                 for c, rr in rows.items():
                     key = f"readonly_second_{c[len('first_'):]}"
                     res["cases"][key] = {"runs": rr, "median_wall_s": med(rr, "wall"), "median_cpu_s": med(rr, "cpu"),

@@ -252,7 +252,7 @@ def _hedged_ci_1d(y, log_thr, c, rtol, lam):
 @njit(cache=True, parallel=True)
 def _hedged_ci_parallel(y, log_thr, c, rtol, lam, out):
     for j in prange(y.shape[1]):
-        out[j] = _hedged_ci_1d_call(y[:, j], log_thr, c, rtol, lam[:, j])
+        out[j] = _hedged_ci_1d(y[:, j], log_thr, c, rtol, lam[:, j])
 
 
 #: Column loops run on Numba's thread pool only above this many samples

@@ -66,7 +66,10 @@ put(np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in trinomial.stat
 put(trinomial.cdf_bounds((0.5, 0.2), 60, 10))
 put(confbounds.certified_sup(10, 60, 0.1).upper)
 put(nuisance.taylor_probit(np.linspace(0.01, 0.99, 7)))
-print(json.dumps({"values": out, "numba_imported": "numba" in sys.modules,
+numba_imported = "numba" in sys.modules
+from confbounds.betting import PARALLEL_MIN_ELEMENTS  # the parallel kernel is compiled just in time
+put(confbounds.betting_ci(rng.random((PARALLEL_MIN_ELEMENTS // 2 + 1, 2)), 0.05))
+print(json.dumps({"values": out, "numba_imported": numba_imported,
                   "loaded": confbounds.aot.loaded_path()}))
 """
 
@@ -214,3 +217,17 @@ def test_pip_install_compiles_the_kernels_into_a_read_only_package(tmp_path):
     finally:
         for p in [site] + list(site.rglob("*")):
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_kernels_call_kernels_not_the_python_entry_points():
+    """The ``*_call`` names bound by ``aot.bind`` are for Python callers; inside a Numba kernel they cannot be
+    typed (a parallel kernel that called one failed only above the parallel size threshold)."""
+    import ast
+
+    bad = []
+    for f in sorted((ROOT / "confbounds").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.FunctionDef) and any("njit" in ast.unparse(d) for d in node.decorator_list):
+                bad += [f"{f.name}:{s.lineno} {node.name} -> {s.id}" for s in ast.walk(node)
+                        if isinstance(s, ast.Name) and s.id.endswith("_call")]
+    assert bad == []
