@@ -112,7 +112,7 @@ from .trinomial import (DEFAULT_TAYLOR_ORDER, LOG_PRUNE_MASS, STATISTICS as TAIL
                         threshold_table)
 
 __all__ = ["margin_lower_bound", "MarginBound", "METHODS", "MARGINS", "STATISTICS", "DOMINATING_STATISTICS",
-           "DEFAULT_STATISTIC", "baseline_bound"]
+           "DEFAULT_STATISTIC", "baseline_bound", "clear_caches"]
 
 METHODS = ("exact", "bonferroni")
 #: Statistics that are themselves a valid baseline bound at the same level (theory §4.7).
@@ -702,3 +702,14 @@ def margin_lower_bound(x1, x2, n, alpha, margin: str = "linear", method: str = "
         r = _exact(x1, x2, n, alpha, margin, statistic, M, gamma, tol, max_nodes)
         res = MarginBound(**base, **r)
     return res if full else res.bound
+
+
+def clear_caches() -> None:
+    """Forget every memoised result and table of this module (exact bounds, Clopper–Pearson stores, staircases).
+
+    Only for measurements: a process that clears them pays what a fresh process pays.  Results never
+    depend on the caches.
+    """
+    for obj in list(globals().values()):
+        if callable(getattr(obj, "cache_clear", None)):
+            obj.cache_clear()

@@ -88,6 +88,7 @@ from confbounds import check_alpha, check_choice, check_integer_array
 from confbounds.binomial import clopper_pearson, clopper_pearson_estimate
 
 __all__ = [
+    "clear_caches",
     "ReductionResult",
     "Samples",
     "as_samples",
@@ -900,3 +901,10 @@ def reduce(name: str, selection, estimation, alpha, *, margin: str = "linear", b
     check_choice(name, "reduction", REDUCTIONS)
     return {"cohen": cohen, "bonferroni": bonferroni, "cpm": cpm, "exact": exact}[name](
         selection, estimation, alpha, margin=margin, bound=bound)
+
+
+def clear_caches() -> None:
+    """Forget the forecast's endpoint tables and the memoised structure choices (for measurements only;
+    results never depend on them)."""
+    _FORECAST_CP.clear()
+    _choose_counts.cache_clear()

@@ -30,6 +30,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from confbounds import check_choice
+
 __all__ = ["RunSpec", "SequentialSpec", "derive_seed", "input_seeds", "check_sigma", "check_alpha",
            "check_int", "MODES", "SIMPLEXES", "NOISES", "SOUND_REFUSED_RADII", "BACKENDS", "SEQ_BOUNDS", "SEQ_RADIUS_KINDS",
            "SEQUENTIAL_PRIOR",
@@ -143,12 +145,6 @@ def _check_pos_float(v, name: str, allow_zero: bool = False) -> float:
     return f
 
 
-def _check_choice(v, name: str, choices) -> Any:
-    if v not in choices:
-        raise ValueError(f"{name} must be one of {tuple(c for c in choices)}, got {name}={v!r}")
-    return v
-
-
 def _plain(v):
     """JSON-safe plain value of a method parameter (a callable bound is recorded by name)."""
     if v is None or isinstance(v, (str, bool)):
@@ -213,7 +209,7 @@ class SequentialSpec:
         object.__setattr__(self, "batch_size", check_int(self.batch_size, "batch_size"))
         if self.max_n < self.batch_size:
             raise ValueError(f"max_n = {self.max_n} is smaller than one batch (batch_size = {self.batch_size})")
-        _check_choice(self.bound, "bound", SEQ_BOUNDS)
+        check_choice(self.bound, "bound", SEQ_BOUNDS)
         g = _check_pos_float(self.growth, "growth")
         if g < 1:
             raise ValueError(f"growth must be a finite number >= 1, got growth={self.growth!r}")
@@ -232,8 +228,8 @@ class SequentialSpec:
         from confbounds.mixture import check_prior
 
         object.__setattr__(self, "prior", tuple(float(v) for v in check_prior(self.prior)))
-        _check_choice(self.betting_method, "betting_method", ("hedged", "prpl-eb"))
-        _check_choice(self.radius_kind, "radius_kind", SEQ_RADIUS_KINDS)
+        check_choice(self.betting_method, "betting_method", ("hedged", "prpl-eb"))
+        check_choice(self.radius_kind, "radius_kind", SEQ_RADIUS_KINDS)
         if self.radius_kind != "Rmono" and self.bound != "table":
             raise ValueError(f"radius_kind={self.radius_kind!r} needs bound='table', got bound={self.bound!r}")
         if self.bound == "table":
@@ -392,12 +388,12 @@ class RunSpec:
                 if getattr(self, k) is None:
                     set_(k, v)
             set_("n", check_int(self.n, "n"))
-            set_("mode", "counts" if self.mode is None else _check_choice(self.mode, "mode", MODES))
+            set_("mode", "counts" if self.mode is None else check_choice(self.mode, "mode", MODES))
             from ..certificate import RADII, SUPPORTED
             from ..reductions import REDUCTIONS
 
-            _check_choice(self.radius, "radius", tuple(RADII))
-            _check_choice(self.reduction, "reduction", tuple(REDUCTIONS))
+            check_choice(self.radius, "radius", tuple(RADII))
+            check_choice(self.reduction, "reduction", tuple(REDUCTIONS))
             if self.reduction not in SUPPORTED.get(self.radius, ()):
                 raise ValueError(f"radius={self.radius!r} is not defined with reduction={self.reduction!r}; "
                                  f"use one of {tuple(SUPPORTED.get(self.radius, ()))}")
@@ -416,7 +412,7 @@ class RunSpec:
             raise ValueError(f"simplex={self.simplex!r} applies only to mode='scores' (counts use the argmax); "
                              f"got mode={self.mode!r}")
         if soft:
-            set_("simplex", "hard" if self.simplex is None else _check_choice(self.simplex, "simplex", SIMPLEXES))
+            set_("simplex", "hard" if self.simplex is None else check_choice(self.simplex, "simplex", SIMPLEXES))
         if self.temperature is not None:
             if self.simplex != "softmax":
                 raise ValueError(f"temperature={self.temperature!r} applies only to simplex='softmax', got "
@@ -425,7 +421,7 @@ class RunSpec:
         elif self.simplex == "softmax":
             set_("temperature", 1.0)
         self._check_noise(set_)
-        _check_choice(self.backend, "backend", BACKENDS)
+        check_choice(self.backend, "backend", BACKENDS)
         if self.num_classes is not None:
             set_("num_classes", check_int(self.num_classes, "num_classes", minimum=2))
         if self.batch_size is not None:
@@ -433,7 +429,7 @@ class RunSpec:
 
     def _check_noise(self, set_) -> None:
         """The noise fields: kind, grid, clip, tv and description (sound-only fields refused otherwise)."""
-        _check_choice(self.noise, "noise", NOISES)
+        check_choice(self.noise, "noise", NOISES)
         if self.noise != "sound":
             for k in ("grid", "clip", "noise_tv", "noise_detail"):
                 if getattr(self, k) is not None:
