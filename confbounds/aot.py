@@ -189,7 +189,10 @@ def load():
     _STATE["loaded"] = True
     if not enabled():
         return None
-    name = module_name()
+    try:
+        name = module_name()
+    except OSError:  # sources not readable as files (a zip import): the kernels run just in time
+        return None
     for d in search_dirs():
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = os.path.join(d, name + suffix)
