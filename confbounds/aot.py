@@ -64,10 +64,9 @@ ENV = "CONFBOUNDS_AOT"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _PREFIX = "_kernels_"
 
-#: ``"module.kernel"`` -> the signatures compiled ahead of time, as Numba type expressions.
-#: They are the types the package's own Python callers pass (collected from the test suite); a call
-#: with other types runs the kernel just in time.
-#: Argument types, in a short notation that needs no Numba to read: ``i8``, ``f8``, ``b1`` (int64,
+#: ``"module.kernel"`` -> the argument types compiled ahead of time, one entry per signature: the types
+#: the package's own Python callers pass (collected by running the test suite); a call with other types
+#: runs the kernel just in time.  The notation needs no Numba to read: ``i8``, ``f8``, ``b1`` (int64,
 #: float64, boolean scalars) and ``<dtype>:<ndim><layout>[r]`` for arrays, layout ``C`` (contiguous) or
 #: ``A`` (any strides), ``r`` read-only.  Input arrays are declared read-only (which accepts writable
 #: arrays too; a kernel that wrote into one would not compile) and ``A`` where callers pass views.
@@ -109,7 +108,11 @@ _DTYPES = {"i8": "int64", "f8": "float64", "b1": "bool"}
 
 
 def _parse(entry: str) -> tuple:
-    """``"i8 f8:1Cr"`` -> ``(("i8",), ("f8", 1, "C", True))``: (dtype,) or (dtype, ndim, layout, readonly)."""
+    """One :data:`KERNELS` entry as tuples: ``(dtype,)`` or ``(dtype, ndim, layout, readonly)``.
+
+    >>> _parse("i8 f8:1Cr")
+    (('i8',), ('f8', 1, 'C', True))
+    """
     out = []
     for tok in entry.split():
         dt, _, arr = tok.partition(":")
@@ -147,6 +150,13 @@ def key(package_dir: Optional[str] = None) -> str:
 
     The module is compiled for the generic CPU of the architecture (``numba.pycc``'s default: no
     instruction-set extensions), so the CPU model is not part of the key.
+
+    Examples
+    --------
+    >>> from confbounds import aot
+    >>> k = aot.key()
+    >>> len(k), aot.module_name() == "_kernels_" + k
+    (20, True)
     """
     import importlib.metadata
     import platform
@@ -264,6 +274,7 @@ def _guarded(dispatcher, exports) -> Callable:
     exec("\n".join(lines), ns)  # generated from the signature table above, nothing else
     call = ns["call"]
     call.__name__ = call.__qualname__ = dispatcher.py_func.__name__
+    call.__module__ = dispatcher.py_func.__module__
     call.__doc__ = dispatcher.py_func.__doc__
     call.__wrapped__ = dispatcher
     return call
