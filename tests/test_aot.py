@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from confbounds import aot
+from test_readonly_install import readonly_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,14 +172,7 @@ def test_the_key_follows_every_source_file(tmp_path):
 def _readonly(site: Path):
     for p in sorted(site.rglob("*"), reverse=True) + [site]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("unshare") is None:
-        return None
-    s = str(site)
-    wrap = ["unshare", "-m", "sh", "-c",
-            f"mount --bind '{s}' '{s}' && mount -o remount,ro,bind '{s}' '{s}' && exec \"$@\"", "sh"]
-    return wrap if subprocess.run(wrap + ["true"], capture_output=True).returncode == 0 else None
+    return readonly_runner(site)  # the same read-only mount as the Numba-cache test
 
 
 @needs_module

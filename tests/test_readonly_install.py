@@ -65,7 +65,7 @@ def _install(tmp_path: Path) -> Path:
     return site
 
 
-def _runner(site: Path):
+def readonly_runner(site: Path):
     """argv prefix that runs a command with ``site`` read-only for this process, or None."""
     if os.geteuid() != 0:
         return []
@@ -94,7 +94,7 @@ def readonly_site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ro")
     (tmp_path / "home").mkdir()
     site = _install(tmp_path)
-    prefix = _runner(site)
+    prefix = readonly_runner(site)
     if prefix is None:
         pytest.skip("running as root without unshare/mount: cannot make a read-only directory")
     yield tmp_path, site, prefix
