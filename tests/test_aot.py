@@ -87,7 +87,8 @@ def _run(code, **env_extra):
 def test_the_module_is_built_for_these_sources():
     path = aot.loaded_path()
     assert path is not None, ("no compiled kernels for these sources: run `python -m confbounds.aot build` "
-                              f"(key {aot.key()}, searched {aot.search_dirs()})")
+                              f"(key {aot.key()}, searched {aot.search_dirs()}); without a C compiler, run the "
+                              "tests with CONFBOUNDS_AOT=0")
     assert Path(path).name.startswith(aot.module_name())
     module = aot.load()
     for qual, sigs in aot.KERNELS.items():  # every kernel of the table is exported, once per signature
