@@ -69,10 +69,8 @@ def njit(*args, **kwargs):
     numba = _STATE["numba"]
     if numba is not None:
         return numba.njit(*args, **kwargs)
-    if len(args) == 1 and callable(args[0]) and not kwargs:
-        k = Kernel(args[0], (), {})
-        _KERNELS.append(k)
-        return k
+    if len(args) == 1 and callable(args[0]) and not kwargs:  # bare @njit
+        return njit()(args[0])
 
     def decorate(py_func):
         k = Kernel(py_func, args, kwargs)
